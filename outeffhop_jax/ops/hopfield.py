@@ -1,0 +1,107 @@
+"""Modern Hopfield energies and retrieval: dense (Ramsauer et al.), OutEffHop, generalized sparse.
+
+Memories Xi [M, d] (rows are stored patterns), query x [..., d], inverse temperature beta > 0.
+    E(x) = 1/2 <x, x> - beta^-1 Psi*(beta Xi x)
+with Psi* the convex conjugate of the normalizer's regulariser, so that grad Psi* = normalizer:
+    "softmax"       Psi*(z) = log sum_mu exp(z_mu)                      (dense modern Hopfield)
+    "softmax1"      Psi*(z) = log(1 + sum_mu exp(z_mu))                 (OutEffHop: a zero-energy
+                                                                         "no-op" memory at the origin)
+    "softmax_n:N"   Psi*(z) = log(N + sum_mu exp(z_mu))
+    "sparsemax", "entmax:A"  Psi*(z) = <p, z> + H_A(p), p = entmax_A(z), H_A the Tsallis entropy
+                    (generalized sparse Hopfield, Hu et al. 2023; A = 2 is sparsemax).
+The CCCP retrieval update is x' = Xi^T normalizer(beta Xi x) = x - grad E(x), and E never increases
+along it.
+
+OutEffHop as beta -> infinity: one update retrieves the best-matching memory if its similarity is
+positive and the zero vector (the no-op memory) if every similarity is negative. The zero vector is
+not itself a fixed point: from x = 0 every logit is 0, so the update returns mean(Xi) * M / (M + 1).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from outeffhop_jax.ops import _checks
+from outeffhop_jax.ops.normalizers import logsumexp_with_sink
+from outeffhop_jax.ops.registry import get_normalizer
+
+
+def _check_beta(beta):
+  try:
+    value = float(beta)
+  except (TypeError, jax.errors.ConcretizationTypeError):
+    return  # traced or array-valued beta: checked by the caller's own logic
+  if not value > 0:
+    raise ValueError(f"beta must be > 0, got {beta}")
+
+
+def _validate(query, memories, beta):
+  query, memories = jnp.asarray(query), jnp.asarray(memories)
+  _checks.check_floating(query, "query")
+  _checks.check_floating(memories, "memories")
+  _checks.check_rank(memories, 2, "memories", "[num_memories, dim]")
+  if query.ndim < 1 or query.shape[-1] != memories.shape[-1]:
+    raise ValueError(f"query must have shape [..., {memories.shape[-1]}] to match memories "
+                     f"{tuple(memories.shape)}, got {tuple(query.shape)}")
+  _check_beta(beta)
+  return query, memories
+
+
+def _similarities(query, memories, beta):
+  return beta * jnp.einsum("...d,md->...m", query, memories)
+
+
+def hopfield_energy(query, memories, *, beta, normalizer="softmax1"):
+  """Energy E(query) of shape query.shape[:-1] (see module docstring for each normalizer)."""
+  query, memories = _validate(query, memories, beta)
+  norm = get_normalizer(normalizer)
+  z = _similarities(query, memories, beta)
+  if norm.kind == "sink":
+    psi = logsumexp_with_sink(z, jnp.asarray(norm.sink, z.dtype), axis=-1)
+  elif norm.kind == "sparse":
+    p = norm(z, axis=-1)
+    alpha = norm.alpha
+    tsallis = jnp.sum(p - p**alpha, axis=-1) / (alpha * (alpha - 1.0))
+    psi = jnp.sum(p * z, axis=-1) + tsallis
+  else:
+    raise ValueError(f"no Hopfield energy is defined for normalizer {norm.spec!r}; use softmax, "
+                     "softmax1, softmax_n:N, sparsemax or entmax:ALPHA")
+  return 0.5 * jnp.sum(query * query, axis=-1) - psi / beta
+
+
+def hopfield_update(query, memories, *, beta, normalizer="softmax1"):
+  """One CCCP step: Xi^T normalizer(beta Xi x), shape of query."""
+  query, memories = _validate(query, memories, beta)
+  norm = get_normalizer(normalizer)
+  p = norm(_similarities(query, memories, beta), axis=-1)
+  return jnp.einsum("...m,md->...d", p, memories).astype(query.dtype)
+
+
+def hopfield_retrieve(query, memories, *, beta, normalizer="softmax1", max_steps: int = 1,
+                      tol: float = 0.0, return_trajectory: bool = False):
+  """Iterates `hopfield_update` for a static `max_steps` with `lax.scan` (reverse-mode friendly).
+
+  An entry (a query row) whose last update moved it by less than `tol` (L2) is frozen from then on.
+  Returns the retrieved states [..., d], or with `return_trajectory` the states
+  [max_steps + 1, ..., d] including the initial query.
+  """
+  query, memories = _validate(query, memories, beta)
+  if not isinstance(max_steps, int) or max_steps < 0:
+    raise ValueError(f"max_steps must be a non-negative int, got {max_steps!r}")
+  if not tol >= 0:
+    raise ValueError(f"tol must be >= 0, got {tol}")
+  norm = get_normalizer(normalizer)
+
+  def step(carry, _):
+    x, done = carry
+    x_new = hopfield_update(x, memories, beta=beta, normalizer=norm)
+    moved = jnp.linalg.norm((x_new - x).astype(jnp.float32), axis=-1)
+    x_next = jnp.where(done[..., None], x, x_new)
+    return (x_next, done | (moved < tol)), x_next
+
+  done0 = jnp.zeros(query.shape[:-1], bool)
+  (x, _), traj = lax.scan(step, (query, done0), None, length=max_steps)
+  if return_trajectory:
+    return jnp.concatenate([query[None], traj], axis=0)
+  return x

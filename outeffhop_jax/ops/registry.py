@@ -1,0 +1,129 @@
+"""One registry of attention normalizers, addressed by a spec string, for every layer and model.
+
+Specs: "softmax", "softmax1", "softmax_n:N", "clipped:GAMMA:ZETA", "clipped1:GAMMA:ZETA",
+"sparsemax", "entmax:ALPHA". `get_normalizer(spec)` returns a callable `Normalizer`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax.numpy as jnp
+
+from outeffhop_jax.ops import normalizers as N
+from outeffhop_jax.ops import sparse as S
+
+VALID_SPECS = ('"softmax", "softmax1", "softmax_n:N" (N > 0), "clipped:GAMMA:ZETA", '
+               '"clipped1:GAMMA:ZETA" (GAMMA <= 0, ZETA >= 1), "sparsemax", "entmax:ALPHA" (1 < ALPHA <= 2)')
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalizer:
+  """A normalizer over one axis: `norm(x, axis=-1, where=None) -> probabilities` (x's shape, dtype).
+
+  Attributes:
+    spec: the canonical spec string.
+    kind: "sink" (softmax family: exp(x) / (exp(sink) + sum exp(x))), "clipped" or "sparse".
+    sink: sink logit for kind "sink" (-inf = softmax, 0 = softmax1, log N = softmax_n); None otherwise.
+    gamma, zeta: clipping parameters of kind "clipped"; `base_sink` is the sink of the clipped base.
+    alpha: entmax alpha of kind "sparse" (2 = sparsemax).
+  """
+  spec: str
+  kind: str
+  sink: float | None = None
+  gamma: float | None = None
+  zeta: float | None = None
+  base_sink: float | None = None
+  alpha: float | None = None
+
+  def __call__(self, x, axis: int = -1, where=None):
+    return _apply(self, x, axis, where)
+
+  def with_sinks(self, sinks) -> Callable:
+    """This normalizer with explicit sink logits (broadcastable to the reduced shape); sink family only."""
+    if self.kind != "sink":
+      raise ValueError(f"sinks are only defined for the softmax/sink family, not normalizer {self.spec!r}")
+    return lambda x, axis=-1, where=None: N.softmax_with_sink(x, sinks, axis=axis, where=where)
+
+
+def _masked_for_sparse(x, axis, where, alpha):
+  """Replaces masked logits by a finite value certain to fall outside the support.
+
+  The support threshold satisfies tau >= (alpha - 1) max(x) - 1, so a logit below
+  max(x) - 1 / (alpha - 1) - 1 gets probability 0; -inf would break the sorted cumulative sums.
+  """
+  x = jnp.asarray(x)
+  where = jnp.broadcast_to(jnp.asarray(where, bool), x.shape)
+  ct = jnp.promote_types(x.dtype, jnp.float32)
+  xc = x.astype(ct)
+  x_max = jnp.max(jnp.where(where, xc, -jnp.inf), axis=axis, keepdims=True)
+  x_max = jnp.where(jnp.isfinite(x_max), x_max, 0.0)
+  low = x_max - 1.0 / (alpha - 1.0) - 2.0
+  return jnp.where(where, xc, low), where
+
+
+def _apply(norm: Normalizer, x, axis, where):
+  if norm.kind == "sink":
+    if norm.sink == 0.0:
+      return N.softmax1(x, axis=axis, where=where)
+    if norm.sink == -math.inf:
+      return N.softmax(x, axis=axis, where=where)
+    return N.softmax_with_sink(x, norm.sink, axis=axis, where=where)
+  if norm.kind == "clipped":
+    fn = N.clipped_softmax1 if norm.base_sink == 0.0 else N.clipped_softmax
+    return fn(x, norm.gamma, norm.zeta, axis=axis, where=where)
+  if norm.kind == "sparse":
+    dtype = jnp.asarray(x).dtype
+    if where is not None:
+      x, where = _masked_for_sparse(x, axis, where, norm.alpha)
+    if norm.alpha == 2.0:
+      p = S.sparsemax(x, axis=axis)
+    else:
+      p = S.entmax(x, norm.alpha, axis=axis)
+    if where is not None:
+      p = jnp.where(where, p, 0.0)
+    return p.astype(dtype)
+  raise ValueError(f"unknown normalizer kind {norm.kind!r}")
+
+
+def _floats(spec: str, parts: list[str], n: int) -> list[float]:
+  if len(parts) != n:
+    raise ValueError(f"normalizer spec {spec!r} needs {n} numeric field(s); valid forms: {VALID_SPECS}")
+  try:
+    return [float(p) for p in parts]
+  except ValueError:
+    raise ValueError(f"normalizer spec {spec!r} has a non-numeric field; valid forms: {VALID_SPECS}") from None
+
+
+def get_normalizer(spec) -> Normalizer:
+  """Parses a normalizer spec (see module docstring); a `Normalizer` passes through unchanged."""
+  if isinstance(spec, Normalizer):
+    return spec
+  if not isinstance(spec, str):
+    raise TypeError(f"normalizer must be a spec string or Normalizer, got {type(spec).__name__}; "
+                    f"valid forms: {VALID_SPECS}")
+  name, *parts = spec.strip().split(":")
+  if name == "softmax" and not parts:
+    return Normalizer("softmax", "sink", sink=-math.inf)
+  if name == "softmax1" and not parts:
+    return Normalizer("softmax1", "sink", sink=0.0)
+  if name == "softmax_n":
+    (n,) = _floats(spec, parts, 1)
+    if n <= 0:
+      raise ValueError(f"softmax_n needs N > 0, got {spec!r}")
+    return Normalizer(f"softmax_n:{parts[0]}", "sink", sink=math.log(n))
+  if name in ("clipped", "clipped1"):
+    gamma, zeta = _floats(spec, parts, 2)
+    if gamma > 0 or zeta < 1:
+      raise ValueError(f"{name} needs GAMMA <= 0 and ZETA >= 1, got {spec!r}")
+    return Normalizer(spec, "clipped", gamma=gamma, zeta=zeta,
+                      base_sink=0.0 if name == "clipped1" else -math.inf)
+  if name == "sparsemax" and not parts:
+    return Normalizer("sparsemax", "sparse", alpha=2.0)
+  if name == "entmax":
+    (alpha,) = _floats(spec, parts, 1)
+    if not 1.0 < alpha <= 2.0:
+      raise ValueError(f"entmax needs 1 < ALPHA <= 2, got {spec!r}")
+    return Normalizer(spec, "sparse", alpha=alpha)
+  raise ValueError(f"unknown normalizer spec {spec!r}; valid forms: {VALID_SPECS}")

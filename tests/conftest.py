@@ -1,0 +1,10 @@
+"""Test-wide setup: CPU unless a test asks otherwise, and 8 fake host devices for the sharded paths.
+
+Both must be set before JAX initialises its backends, hence environment variables at import time.
+"""
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in _flags:
+  os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
