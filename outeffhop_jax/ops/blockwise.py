@@ -47,30 +47,46 @@ def _mask_5d(mask, K, G):
   return mask.reshape(b, K, G, t, s) if n != 1 else mask.reshape(b, 1, 1, t, s)
 
 
-def _forward(q, k, v, sinks_N, mask, causal, scale, bk):
+def _tile(q, k, v, mask, causal, scale, bk):
+  """Splits keys, values and the mask into blocks; returns (q_BTKGH, scan inputs, block scorer).
+
+  The scorer maps one scan input to its scaled scores [B, K, G, T, bk] (float32) and their validity.
+  """
   B, T, N, H = q.shape
   S, K = k.shape[1], k.shape[2]
   G = N // K
   nb = -(-S // bk)
   q_BTKGH = q.reshape(B, T, K, G, H)
-  k_blocks = _blocks(k, 1, nb, bk)
-  v_blocks = _blocks(v, 1, nb, bk)
   mask5 = None if mask is None else _mask_5d(mask, K, G)
   split_mask = mask5 is not None and mask5.shape[-1] != 1
+  # A mask constant over keys (or none) is not split into blocks.
   mask_blocks = _blocks(mask5, 4, nb, bk) if split_mask else None
+  xs = (jnp.arange(nb), _blocks(k, 1, nb, bk), _blocks(v, 1, nb, bk), mask_blocks)
+
+  def scores(x):
+    j, k_blk, _, mask_blk = x
+    s = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, k_blk, preferred_element_type=jnp.float32) * scale
+    valid = _block_valid(mask_blk if split_mask else mask5, j, T, S, bk, causal)
+    return s, valid
+
+  return q_BTKGH, xs, scores
+
+
+def _forward(q, k, v, sinks_N, mask, causal, scale, bk):
+  B, T, N, _ = q.shape
+  K = k.shape[2]
+  G = N // K
+  _, xs, scores = _tile(q, k, v, mask, causal, scale, bk)
   sink_KG1 = sinks_N.reshape(K, G, 1)
 
   m0 = jnp.broadcast_to(sink_KG1, (B, K, G, T))
   l0 = jnp.broadcast_to(jnp.where(jnp.isfinite(sink_KG1), 1.0, 0.0), (B, K, G, T))
   acc0 = jnp.zeros((B, K, G, T, v.shape[-1]), jnp.float32)
 
-  def step(carry, xs):
+  def step(carry, x):
     m, l, acc = carry
-    j, k_blk, v_blk, mask_blk = xs
-    if not split_mask:
-      mask_blk = mask5  # a mask constant over keys (or none) is not split into blocks
-    s = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, k_blk, preferred_element_type=jnp.float32) * scale
-    valid = _block_valid(mask_blk, j, T, S, bk, causal)
+    v_blk = x[2]
+    s, valid = scores(x)
     s = jnp.where(valid, s, -jnp.inf)
     m_new = jnp.maximum(m, jnp.max(s, axis=-1))
     m_safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)
@@ -82,7 +98,6 @@ def _forward(q, k, v, sinks_N, mask, causal, scale, bk):
     acc = acc * corr[..., None] + pv
     return (m_new, l, acc), None
 
-  xs = (jnp.arange(nb), k_blocks, v_blocks, mask_blocks)
   (m, l, acc), _ = lax.scan(step, (m0, l0, acc0), xs)
   m_safe = jnp.where(jnp.isfinite(m), m, 0.0)
   out = acc / jnp.where(l == 0, 1.0, l)[..., None]
@@ -108,23 +123,15 @@ def _attention_bwd(causal, scale, bk, res, d_out):
   S, K = k.shape[1], k.shape[2]
   G = N // K
   nb = -(-S // bk)
-  q_BTKGH = q.reshape(B, T, K, G, H)
+  q_BTKGH, xs, scores = _tile(q, k, v, mask, causal, scale, bk)
   do_BTKGH = d_out.reshape(B, T, K, G, -1)
   # D_i = sum_d O_id dO_id, per row: [B, K, G, T].
   delta = jnp.einsum("btkgh,btkgh->bkgt", out.reshape(B, T, K, G, -1).astype(jnp.float32),
                      do_BTKGH.astype(jnp.float32))
-  k_blocks = _blocks(k, 1, nb, bk)
-  v_blocks = _blocks(v, 1, nb, bk)
-  mask5 = None if mask is None else _mask_5d(mask, K, G)
-  split_mask = mask5 is not None and mask5.shape[-1] != 1
-  mask_blocks = _blocks(mask5, 4, nb, bk) if split_mask else None
 
-  def step(dq, xs):
-    j, k_blk, v_blk, mask_blk = xs
-    if not split_mask:
-      mask_blk = mask5
-    s = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, k_blk, preferred_element_type=jnp.float32) * scale
-    valid = _block_valid(mask_blk, j, T, S, bk, causal)
+  def step(dq, x):
+    _, k_blk, v_blk, _ = x
+    s, valid = scores(x)
     p = jnp.where(valid, jnp.exp(jnp.where(valid, s, 0.0) - lse[..., None]), 0.0)
     dv_blk = jnp.einsum("bkgts,btkgh->bskh", p, do_BTKGH.astype(jnp.float32))
     dp = jnp.einsum("btkgh,bskh->bkgts", do_BTKGH, v_blk, preferred_element_type=jnp.float32)
@@ -134,7 +141,6 @@ def _attention_bwd(causal, scale, bk, res, d_out):
     return dq, (dk_blk, dv_blk)
 
   dq0 = jnp.zeros((B, T, K, G, H), jnp.float32)
-  xs = (jnp.arange(nb), k_blocks, v_blocks, mask_blocks)
   dq, (dk_blocks, dv_blocks) = lax.scan(step, dq0, xs)
 
   def unblock(x_blocks):  # [nb, B, bk, K, H] -> [B, S, K, H]
