@@ -16,12 +16,15 @@ masked row gives exactly 0 output. Implementations:
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import jax
 import jax.numpy as jnp
 
 from outeffhop_jax.ops import _checks
+from outeffhop_jax.ops import fused
+from outeffhop_jax.ops.blockwise import blockwise_attention
 from outeffhop_jax.ops.registry import Normalizer, get_normalizer
 
 IMPLEMENTATIONS = ("reference", "blockwise", "pallas", "cudnn", "splash", None)
@@ -105,18 +108,49 @@ def _reference_attention(query, key, value, normalizer, mask, causal, sinks, sca
 
 
 def _sinks_for(norm: Normalizer, sinks, N):
+  """[N] float32 sink logits, or None for plain softmax without explicit sinks."""
   if sinks is not None:
     return jnp.broadcast_to(jnp.asarray(sinks, jnp.float32), (N,))
+  if norm.sink == -math.inf:
+    return None
   return jnp.full((N,), norm.sink, jnp.float32)
 
 
-def select_implementation(normalizer, *, head_dim=None, platform=None) -> str:
-  """The implementation `implementation=None` picks: fused kernels on accelerators, XLA on CPU."""
-  del head_dim
+_REFERENCE_SCORE_BYTES = 2**30  # above this, CPU prefers the blockwise path
+
+
+def _fused_ok(mask, head_dim, platform):
+  """(ok, reason) for the fused kernels; they take key-padding masks only."""
+  if mask is not None and (mask.shape[1] != 1 or mask.shape[2] != 1):
+    return False, f"mask of shape {tuple(mask.shape)} is not a key-padding mask [B, 1, 1, S]"
+  if platform == "gpu" and (head_dim < 16 or head_dim & (head_dim - 1)):
+    return False, f"head_dim={head_dim} is not a power of two >= 16 (Triton)"
+  if platform == "tpu" and head_dim % 64:
+    return False, f"head_dim={head_dim} is not a multiple of 64 (Mosaic)"
+  return True, ""
+
+
+def select_implementation(normalizer, *, shape=None, mask=None, platform=None) -> str:
+  """The implementation `implementation=None` picks, logging the reason of any fallback.
+
+  Accelerators: the Pallas flash kernel (TPU: splash when head_dim is a multiple of 128), falling
+  back to "blockwise" when a kernel does not fit. CPU: "reference", or "blockwise" once the
+  [B, N, T, S] float32 scores would pass 1 GiB. Normalizers outside the sink family: "reference".
+  shape: (B, T, N, S, H) of the call.
+  """
   norm = get_normalizer(normalizer)
   platform = platform or jax.default_backend()
-  if norm.kind != "sink" or platform == "cpu":
+  if norm.kind != "sink":
     return "reference"
+  B, T, N, S, H = shape or (1, 1, 1, 1, 128)
+  if platform == "cpu":
+    return "blockwise" if 4 * B * N * T * S > _REFERENCE_SCORE_BYTES else "reference"
+  ok, reason = _fused_ok(mask, H, platform)
+  if not ok:
+    logging.info("dot_product_attention: falling back to 'blockwise': %s", reason)
+    return "blockwise"
+  if platform == "tpu" and H % 128 == 0:
+    return "splash"
   return "pallas"
 
 
@@ -134,7 +168,7 @@ def dot_product_attention(query, key, value, *, normalizer="softmax1", mask=None
       sinks=0 is softmax1 whatever the normalizer of the sink family. Differentiable.
     scale: logit scale, default 1 / sqrt(H).
     implementation: see the module docstring.
-    block_k: key block size of the "blockwise" path (default min(512, S)).
+    block_k: key block size of the "blockwise" (default min(512, S)) and fused paths (default 128).
   Returns:
     [B, T, N, H] in query's dtype.
   """
@@ -144,8 +178,9 @@ def dot_product_attention(query, key, value, *, normalizer="softmax1", mask=None
   norm = get_normalizer(normalizer)
   if sinks is not None and norm.kind != "sink":
     raise ValueError(f"sinks are only defined for the softmax/sink family, not normalizer {norm.spec!r}")
+  mask4 = None if mask is None else _as_4d_mask(mask, B, N, T, S)
   if implementation is None:
-    implementation = select_implementation(norm, head_dim=H)
+    implementation = select_implementation(norm, shape=(B, T, N, S, H), mask=mask4)
   if implementation == "reference":
     return _reference_attention(query, key, value, norm, mask, causal, sinks, scale)
   if norm.kind != "sink":
@@ -153,8 +188,12 @@ def dot_product_attention(query, key, value, *, normalizer="softmax1", mask=None
                      f"(softmax, softmax1, softmax_n); normalizer {norm.spec!r} needs 'reference'")
   sinks_N = _sinks_for(norm, sinks, N)
   if implementation == "blockwise":
-    from outeffhop_jax.ops.blockwise import blockwise_attention
-    mask4 = None if mask is None else _as_4d_mask(mask, B, N, T, S)
+    if sinks_N is None:
+      sinks_N = jnp.full((N,), -jnp.inf, jnp.float32)
     return blockwise_attention(query, key, value, sinks_N, mask=mask4, causal=causal, scale=scale,
                                block_k=block_k)
-  raise ValueError(f"implementation={implementation!r} is not available in this build")
+  if implementation in ("pallas", "splash"):
+    kw = {} if block_k is None else {"block_k": block_k}
+    return fused.pallas_attention(query, key, value, sinks_N, mask=mask4, causal=causal, scale=scale,
+                                  splash=implementation == "splash", **kw)
+  return fused.cudnn_attention(query, key, value, sinks_N, mask=mask4, causal=causal, scale=scale)
