@@ -1,0 +1,170 @@
+"""Multi-head attention with a pluggable normalizer, optional gate and sink logits, and GQA.
+
+    q_BTNH = x W_q,  k_BSKH = c W_k,  v_BSKH = c W_v          (c = x for self-attention)
+    ctx_BTNH = ops.dot_product_attention(q, k, v, normalizer, mask, causal, sinks)
+    ctx_BTNH *= sigmoid(G(x_BTNH))                             (gate "linear" / "mlp", optional)
+    y_BTD = ctx W_o
+The math lives in `outeffhop_jax.ops`; this module only owns parameters, the gate and dropout.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from flax import nnx
+
+from outeffhop_jax import ops
+from outeffhop_jax.nn import _init
+from outeffhop_jax.nn.gates import AttentionGate, check_gate
+from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
+
+
+def parse_sinks(sinks):
+  """"none" -> None, "learned" -> "learned", a number (or its string) -> float; else ValueError."""
+  if sinks is None or sinks == "none":
+    return None
+  if sinks == "learned":
+    return "learned"
+  try:
+    return float(sinks)
+  except (TypeError, ValueError):
+    raise ValueError(f"sinks must be 'none', 'learned' or a number (a fixed sink logit), "
+                     f"got {sinks!r}") from None
+
+
+def check_input(x, name: str, rank: int, layout: str, last_dim: int | None = None):
+  """Raises ValueError naming `name` unless x has `rank` (and last dimension `last_dim`)."""
+  shape = tuple(getattr(x, "shape", ()))
+  if len(shape) != rank:
+    raise ValueError(f"{name} must have rank {rank} ({layout}), got shape {shape}")
+  if last_dim is not None and shape[-1] != last_dim:
+    raise ValueError(f"{name} must have last dimension {last_dim} ({layout}), got shape {shape}")
+
+
+def check_mask(mask, target, name: str = "mask"):
+  """Boolean and broadcastable to `target` = (B, N, T, S); raises before any compute."""
+  if mask is None:
+    return
+  if jnp.asarray(mask).dtype != jnp.bool_:
+    raise ValueError(f"{name} must be boolean (True = attend), got dtype {jnp.asarray(mask).dtype}")
+  shape = tuple(mask.shape)
+  ok = len(shape) <= 4 and all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
+  if not ok:
+    raise ValueError(f"{name} of shape {shape} is not broadcastable to [batch, heads, q_len, kv_len] "
+                     f"= {tuple(target)}")
+
+
+class MultiHeadAttention(nnx.Module):
+  """Multi-head (or grouped-query) attention; see the module docstring for the formula.
+
+  Args:
+    d_model: width D of the input x_BTD and of the output.
+    num_heads: N query heads. head_dim: H (default D // N). num_kv_heads: K, dividing N (default N).
+    d_context: width of the cross-attention context c_BSD (default D).
+    normalizer: spec or `ops.Normalizer` ("softmax", "softmax1", "clipped:-0.03:1", ...).
+    gate: "none", "linear" or "mlp" (needs D == N * H); gate_init: its initial probability pi_init.
+    sinks: "none", a fixed sink logit (float; 0.0 is softmax1), or "learned" (one per head, init 0).
+      Only for the softmax/sink family of normalizers.
+    implementation: passed to `ops.dot_product_attention` ("reference", "blockwise", None, ...).
+    dropout_rate: dropout on the attention probabilities (then the "reference" weights are used).
+    dtype: compute dtype (None = the input's); param_dtype: parameter dtype.
+  Attributes `capture_intermediates` / `capture_attention_probs` switch on sowing (nnx.Intermediate)
+  of "context" [B, T, N, H] (pre-projection, after the gate) and "attn_probs" [B, N, T, S] (float32).
+  """
+
+  def __init__(self, d_model: int, num_heads: int, *, head_dim: int | None = None,
+               num_kv_heads: int | None = None, d_context: int | None = None,
+               normalizer="softmax1", gate: str = "none", gate_init: float = 0.25, sinks="none",
+               implementation="reference", dropout_rate: float = 0.0, use_bias: bool = True,
+               kernel_init=None, out_kernel_init=None, dtype=None, param_dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    head_dim = head_dim or d_model // num_heads
+    num_kv_heads = num_kv_heads or num_heads
+    if num_heads <= 0 or head_dim <= 0:
+      raise ValueError(f"num_heads ({num_heads}) and head_dim ({head_dim}) must be positive")
+    if num_heads % num_kv_heads:
+      raise ValueError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
+    self.norm = ops.get_normalizer(normalizer)  # ValueError on an unknown spec
+    check_gate(gate)
+    sink_spec = parse_sinks(sinks)
+    if sink_spec is not None and self.norm.kind != "sink":
+      raise ValueError(f"sinks={sinks!r} needs a softmax-family normalizer, got {self.norm.spec!r}")
+    if gate != "none" and d_model != num_heads * head_dim:
+      raise ValueError(f"gate={gate!r} cuts the input into head-sized slices and needs d_model "
+                       f"({d_model}) == num_heads * head_dim ({num_heads} * {head_dim})")
+    if implementation not in ops.attention.IMPLEMENTATIONS:
+      raise ValueError(f"implementation must be one of {ops.attention.IMPLEMENTATIONS}, "
+                       f"got {implementation!r}")
+    if not 0.0 <= dropout_rate < 1.0:
+      raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
+    self.d_model, self.num_heads, self.head_dim = d_model, num_heads, head_dim
+    self.num_kv_heads, self.d_context = num_kv_heads, d_context or d_model
+    self.implementation = implementation
+    self.dtype = _init.as_dtype(dtype)
+    param_dtype = _init.as_dtype(param_dtype)
+    kw = dict(use_bias=use_bias, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
+    self.query = HeadsIn(d_model, num_heads, head_dim, kernel_init=kernel_init, **kw)
+    self.key = HeadsIn(self.d_context, num_kv_heads, head_dim, kernel_init=kernel_init, **kw)
+    self.value = HeadsIn(self.d_context, num_kv_heads, head_dim, kernel_init=kernel_init, **kw)
+    self.out = HeadsOut(num_heads, head_dim, d_model, kernel_init=out_kernel_init or kernel_init,
+                        **kw)
+    self.gate = (None if gate == "none" else
+                 AttentionGate(num_heads, head_dim, kind=gate, pi_init=gate_init,
+                               param_dtype=param_dtype, rngs=rngs))
+    self.sinks = (_init.param(rngs, _init.zeros, (num_heads,), ("heads",), jnp.float32)
+                  if sink_spec == "learned" else None)
+    self.fixed_sink = None if sink_spec == "learned" else sink_spec  # None or a float
+    self.dropout = nnx.Dropout(dropout_rate, rngs=rngs) if dropout_rate > 0 else None
+    self.capture_intermediates = False
+    self.capture_attention_probs = False
+
+  def _sinks_N(self):
+    if self.sinks is not None:
+      return self.sinks[...]
+    if self.fixed_sink is not None:
+      return jnp.full((self.num_heads,), self.fixed_sink, jnp.float32)
+    return None
+
+  def __call__(self, x_BTD, *, context_BSD=None, mask=None, causal: bool = False,
+               deterministic: bool = True):
+    """x_BTD [B, T, D] -> [B, T, D]. mask: boolean, broadcastable to [B, N, T, S], True = attend.
+
+    context_BSD: keys/values source for cross-attention (default x_BTD). causal: key j <= query i.
+    """
+    check_input(x_BTD, "x_BTD", 3, "[batch, seq, d_model]", self.d_model)
+    c_BSD = x_BTD if context_BSD is None else context_BSD
+    check_input(c_BSD, "context_BSD", 3, "[batch, kv_seq, d_context]", self.d_context)
+    if c_BSD.shape[0] != x_BTD.shape[0]:
+      raise ValueError(f"context_BSD batch {c_BSD.shape[0]} must equal x_BTD batch {x_BTD.shape[0]}")
+    B, T, _ = x_BTD.shape
+    check_mask(mask, (B, self.num_heads, T, c_BSD.shape[1]))
+
+    q_BTNH, k_BSKH, v_BSKH = self.query(x_BTD), self.key(c_BSD), self.value(c_BSD)
+    sinks_N = self._sinks_N()
+    kw = dict(normalizer=self.norm, mask=mask, causal=causal, sinks=sinks_N)
+    use_dropout = self.dropout is not None and not deterministic
+    if use_dropout or self.capture_attention_probs:
+      p_BNTS = ops.attention_weights(q_BTNH, k_BSKH, **kw)
+      if self.capture_attention_probs:
+        self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
+    if use_dropout:
+      # Dropout acts on the probabilities, so the fused paths (which never form them) cannot be used.
+      p_BNTS = self.dropout(p_BNTS, deterministic=False)
+      K = self.num_kv_heads
+      p_BKGTS = p_BNTS.reshape(B, K, self.num_heads // K, T, -1)
+      ctx = jnp.einsum("bkgts,bskh->btkgh", p_BKGTS.astype(v_BSKH.dtype), v_BSKH)
+      ctx_BTNH = ctx.reshape(B, T, self.num_heads, self.head_dim)
+    else:
+      ctx_BTNH = ops.dot_product_attention(q_BTNH, k_BSKH, v_BSKH, implementation=self.implementation,
+                                           **kw)
+    if self.gate is not None:
+      g_BTN = self.gate(x_BTD.reshape(B, T, self.num_heads, self.head_dim))
+      ctx_BTNH = ctx_BTNH * g_BTN[..., None].astype(ctx_BTNH.dtype)
+    if self.capture_intermediates:
+      self.sow(nnx.Intermediate, "context", ctx_BTNH)
+    return self.out(ctx_BTNH)
+
+
+def default_head_dim(d_model: int, num_heads: int) -> int:
+  if d_model % num_heads:
+    raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+  return d_model // num_heads
+
