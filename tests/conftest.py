@@ -8,3 +8,5 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
   os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+# Parallel test workers may each start a libtpu compile (the TPU ahead-of-time checks).
+os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")

@@ -1,0 +1,13 @@
+"""Training: config -> mesh + sharded state -> jitted steps -> loop with checkpoints and metrics.
+
+    from outeffhop_jax.train import run, evaluate, load_from_workdir
+    run(config, workdir)                        # train (or resume) a run
+    r = load_from_workdir(workdir)              # model with restored parameters, config, task
+    evaluate(r.model, r.config)                 # {"loss", "perplexity", "accuracy", "count"}
+"""
+from outeffhop_jax.train.evaluation import (LoadedRun, eval_batches, eval_key, evaluate,
+                                            load_config, load_from_workdir)
+from outeffhop_jax.train.loop import NonFiniteLossError, run
+
+__all__ = ["LoadedRun", "NonFiniteLossError", "eval_batches", "eval_key", "evaluate",
+           "load_config", "load_from_workdir", "run"]

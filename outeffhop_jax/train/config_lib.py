@@ -1,0 +1,126 @@
+"""Building blocks of the ml_collections configs in configs/: defaults and the attention variants.
+
+A config has these sections (every field can be overridden on the command line,
+e.g. `--config.train.num_steps=100 --config.mesh.fsdp=2`):
+  family, variant, model_preset   which model (opt | bert | vit), attention variant, model preset
+  model       overrides for `XConfig.from_preset(model_preset, **model)` (the frozen dataclass)
+  data        dataset ("embedded" | "tfds:NAME"), splits, tokenizer, sequence length / image size
+  train       steps, batch, seed, logging / eval / checkpoint cadence, compute dtype
+  optimizer   AdamW, schedule, clipping
+  mesh        data, fsdp, tensor sizes (one may be -1: all remaining devices)
+  distributed jax.distributed.initialize() switch and its optional arguments
+"""
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+VARIANTS = ("vanilla", "softmax1", "clipped", "clipped1", "gated", "gated1")
+
+# Clipped softmax stretch (Bondarenko et al.): zeta = 1 and gamma < 0. OPT uses gamma = -alpha / T
+# with alpha = 12 (gamma = -12/512 at the paper's block of 512); BERT a fixed gamma = -0.025.
+# ViT: the papers' exact gamma is not in REFERENCE_RESULTS.md; -0.003 is this project's default.
+CLIP_ALPHA_OPT = 12.0
+CLIP_GAMMA = {"bert": -0.025, "vit": -0.003}
+GATE_KIND = {"opt": "linear", "vit": "linear", "bert": "mlp"}
+GATE_INIT = 0.25
+
+
+def clip_gamma(family: str, seq_len: int) -> float:
+  return -CLIP_ALPHA_OPT / seq_len if family == "opt" else CLIP_GAMMA[family]
+
+
+def variant_overrides(family: str, variant: str, seq_len: int) -> dict:
+  """Model-config overrides (normalizer spec, gate) for one of VARIANTS."""
+  if variant not in VARIANTS:
+    raise ValueError(f"config variant: unknown {variant!r} (one of {VARIANTS})")
+  one = variant.endswith("1")
+  base = variant.rstrip("1")
+  if base == "clipped":
+    norm = f"{'clipped1' if one else 'clipped'}:{clip_gamma(family, seq_len)!r}:1.0"
+  else:
+    norm = "softmax1" if (one or base == "softmax") else "softmax"
+  out = {"normalizer": norm}
+  if base == "gated":
+    out.update(gate=GATE_KIND[family], gate_init=GATE_INIT)
+  return out
+
+
+def base_config(family: str, variant: str, model_preset: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.family = family
+  c.variant = variant
+  c.model_preset = model_preset
+  c.model = ml_collections.ConfigDict()  # filled by the preset file, then variant_overrides
+
+  c.data = ml_collections.ConfigDict()
+  c.data.dataset = "embedded"
+  c.data.data_dir = config_dict.placeholder(str)  # tfds data_dir (None: tfds' default)
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.text_key = "text"
+  c.data.image_key = "image"
+  c.data.label_key = "label"
+  c.data.tokenizer = "byte"  # or a path to a tokenizer.json (HF tokenizers)
+  c.data.pad_vocab_to = 8  # model vocab = tokenizer vocab rounded up (shards over tensor axes)
+  c.data.seq_len = 256
+  c.data.mlm_probability = 0.15
+  c.data.image_size = 32
+  c.data.num_channels = 3
+  c.data.augment = "none"  # none | flip | crop_flip
+  c.data.mean = (0.5,)  # per channel (one value: all channels)
+  c.data.std = (0.5,)
+  c.data.shuffle_seed = 0
+  c.data.prefetch = 2  # batches prepared ahead in a thread
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 1000
+  c.train.global_batch_size = 16
+  c.train.seed = 0
+  c.train.compute_dtype = "float32"  # or bfloat16 (parameters stay float32)
+  c.train.label_smoothing = 0.0
+  c.train.log_every = 50
+  c.train.eval_every = 500  # 0: only at the end
+  c.train.num_eval_batches = 16  # -1: the whole eval split
+  c.train.eval_batch_size = config_dict.placeholder(int)  # default: global_batch_size
+  c.train.checkpoint_every = 500
+  c.train.keep_checkpoints = 3
+  c.train.async_checkpointing = True
+  c.train.progress_bar = True
+  c.train.tensorboard = True
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.warmup_steps = 100
+  c.optimizer.schedule = "cosine"  # cosine | linear | constant
+  c.optimizer.end_lr_ratio = 0.1
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.95
+  c.optimizer.eps = 1e-8
+  c.optimizer.weight_decay = 0.1
+  c.optimizer.grad_clip_norm = 1.0
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.initialize = False  # jax.distributed.initialize() before anything else
+  c.distributed.coordinator_address = config_dict.placeholder(str)  # None: auto-detect
+  c.distributed.num_processes = config_dict.placeholder(int)
+  c.distributed.process_id = config_dict.placeholder(int)
+  c.distributed.local_device_ids = config_dict.placeholder(str)  # e.g. "0,1,2,3"
+  return c
+
+
+def parse_arg(arg: str | None, default_variant: str = "softmax1") -> str:
+  """The ":variant" part of `--config configs/x.py:variant` (also accepts "variant=...")."""
+  arg = (arg or default_variant).strip()
+  return arg.split("=", 1)[1] if arg.startswith("variant=") else arg
+
+
+def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Applies the variant to the model section; call last in a preset's get_config."""
+  c.model.update(variant_overrides(c.family, c.variant, c.data.seq_len))
+  return c
