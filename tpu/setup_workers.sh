@@ -10,4 +10,4 @@ gcloud compute tpus tpu-vm scp /tmp/outeffhop_jax.tgz "$NAME":~/ --zone="$ZONE" 
 gcloud compute tpus tpu-vm ssh "$NAME" --zone="$ZONE" --worker=all --command='
   set -e
   mkdir -p ~/outeffhop_jax && tar -xzf ~/outeffhop_jax.tgz -C ~/outeffhop_jax
-  cd ~/outeffhop_jax && python3 -m pip install -q -e ".[tpu,tfds]"'
+  cd ~/outeffhop_jax && python3 -m pip install -q -e ".[tpu]"'

@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 
-tfds = pytest.importorskip("tensorflow_datasets")
+import tensorflow_datasets as tfds
 
 from outeffhop_jax import data  # noqa: E402
 

@@ -1,6 +1,5 @@
 """Byte-level tokenizer and the optional HF tokenizer.json path (a file built here, no hub)."""
 import numpy as np
-import pytest
 
 from outeffhop_jax import data
 
@@ -14,7 +13,7 @@ def test_byte_tokenizer_roundtrip_and_specials():
 
 
 def test_hf_tokenizer_file(tmp_path):
-  tokenizers = pytest.importorskip("tokenizers")
+  import tokenizers
   vocab = {"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "[MASK]": 3, "[UNK]": 4, "hello": 5, "world": 6}
   tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
   tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
 from outeffhop_jax.models import BERT, OPT, BERTConfig, OPTConfig, ViT, ViTConfig, hf  # noqa: E402
 

@@ -18,8 +18,6 @@ EXPECTED = {"landscape": {"landscape_contour", "landscape_surface", "landscape_d
 
 @pytest.mark.parametrize("experiment", sorted(EXPECTED))
 def test_experiment_writes_pngs(experiment, tmp_path, capsys):
-  if experiment != "capacity":
-    pytest.importorskip("sklearn")
   paths = cli.main([experiment, "--out", str(tmp_path), *TINY])
   assert {p.stem for p in paths} == EXPECTED[experiment]
   assert {p.stem for p in tmp_path.iterdir()} == EXPECTED[experiment]

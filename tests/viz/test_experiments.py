@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
 
 from outeffhop_jax.viz import (capacity_curves, capacity_figure, digit_patterns, gallery_figure,
                                gallery_queries, noop_figure, noop_fraction)

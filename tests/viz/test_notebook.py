@@ -1,12 +1,8 @@
 """notebooks/energy_landscapes.ipynb runs top to bottom (small sizes) and shows its figures."""
 import pathlib
 
-import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
-pytest.importorskip("sklearn")
+import nbclient
+import nbformat
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "energy_landscapes.ipynb"
 
