@@ -2,10 +2,12 @@
 from outeffhop_jax.nn.attention import MultiHeadAttention
 from outeffhop_jax.nn.capture import capture, flatten_intermediates, set_capture
 from outeffhop_jax.nn.gates import GATES, AttentionGate
+from outeffhop_jax.nn.gsh import GSH, EntmaxNormalizer, GSHLayer, GSHPooling
 from outeffhop_jax.nn.hopfield import Hopfield, HopfieldLayer, HopfieldPooling
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
 
 __all__ = [
+    "GSH", "EntmaxNormalizer", "GSHLayer", "GSHPooling",
     "GATES", "AttentionGate", "HeadsIn", "HeadsOut", "Hopfield", "HopfieldLayer",
     "HopfieldPooling", "MultiHeadAttention", "capture", "flatten_intermediates", "set_capture",
 ]
