@@ -1,9 +1,22 @@
-"""Outlier metrics and W8A8 fake quantization (DESIGN §4-5)."""
+"""Outlier metrics, W8A8 fake quantization and the outlier study (DESIGN §4-5).
+
+    from outeffhop_jax import analysis
+    r = analysis.collect.collect(model, "opt", [(ids_BT, row_weights_B), ...])  # metrics
+    q = analysis.quantize_model(model, "opt", analysis.SETTINGS["W8A8"])       # module surgery
+    analysis.calibrate(q, calibration_inputs)                                  # then frozen
+    python -m outeffhop_jax.analysis study --preset opt_tiny --out /tmp/study  # the full study
+
+`runs` (trained runs, evaluation), `study`, `report`, `plots` and `qwix_w8a8` are imported on use.
+"""
+from outeffhop_jax.analysis import collect
 from outeffhop_jax.analysis.metrics import (aggregate, as_rows, beyond_sigma_fraction, inf_norm, kurtosis,
                                             sink_rate, top_dims)
 from outeffhop_jax.analysis.quant import (batch_range, fake_quant, quant_params, quantize_weight,
                                           update_range, weight_range)
+from outeffhop_jax.analysis.w8a8 import (SETTINGS, ActQuantizer, QuantAttention, QuantConfig, QuantOut,
+                                         calibrate, quantize_model, set_mode)
 
-__all__ = ["aggregate", "as_rows", "batch_range", "beyond_sigma_fraction", "fake_quant", "inf_norm",
-           "kurtosis", "quant_params", "quantize_weight", "sink_rate", "top_dims", "update_range",
-           "weight_range"]
+__all__ = ["SETTINGS", "ActQuantizer", "QuantAttention", "QuantConfig", "QuantOut", "aggregate",
+           "as_rows", "batch_range", "beyond_sigma_fraction", "calibrate", "collect", "fake_quant",
+           "inf_norm", "kurtosis", "quant_params", "quantize_model", "quantize_weight", "set_mode",
+           "sink_rate", "top_dims", "update_range", "weight_range"]

@@ -50,23 +50,39 @@ def fake_quant(x, *, num_bits: int, symmetric: bool, x_min, x_max):
   return x + jax.lax.stop_gradient(x_hat - x)
 
 
-def batch_range(x, percentile: float | None = None):
-  """(min, max) of a batch, or its (100 - p, p) percentiles (OPT's 99.999 option)."""
-  xf = jnp.asarray(x, jnp.float32).reshape(-1)
-  if percentile is None:
-    return jnp.min(xf), jnp.max(xf)
-  if not 50.0 < percentile <= 100.0:
+def batch_range(x, percentile: float | None = None, where=None):
+  """(min, max) of a batch, or its (100 - p, p) percentiles (OPT's 99.999 option).
+
+  where: optional boolean mask broadcastable to x; only True entries count (e.g. the unmasked
+  attention scores). An all-False mask gives (0, 0).
+  """
+  xf = jnp.asarray(x, jnp.float32)
+  if where is not None:
+    where = jnp.broadcast_to(jnp.asarray(where, bool), xf.shape).reshape(-1)
+  xf = xf.reshape(-1)
+  if percentile is not None and not 50.0 < percentile <= 100.0:
     raise ValueError(f"percentile must be in (50, 100], got {percentile}")
-  return jnp.percentile(xf, 100.0 - percentile), jnp.percentile(xf, percentile)
+  if where is None:
+    if percentile is None:
+      return jnp.min(xf), jnp.max(xf)
+    return jnp.percentile(xf, 100.0 - percentile), jnp.percentile(xf, percentile)
+  any_valid = jnp.any(where)
+  if percentile is None:
+    lo, hi = jnp.min(jnp.where(where, xf, jnp.inf)), jnp.max(jnp.where(where, xf, -jnp.inf))
+  else:
+    xn = jnp.where(where, xf, jnp.nan)
+    lo, hi = jnp.nanpercentile(xn, 100.0 - percentile), jnp.nanpercentile(xn, percentile)
+  return jnp.where(any_valid, lo, 0.0), jnp.where(any_valid, hi, 0.0)
 
 
-def update_range(state, x, *, momentum: float = 0.9, percentile: float | None = None):
+def update_range(state, x, *, momentum: float = 0.9, percentile: float | None = None, where=None):
   """Running min-max: the first batch sets the range, later ones move it by (1 - momentum).
 
   state: (x_min, x_max, initialised) with `initialised` a bool scalar; returns the new state.
+  where: as in `batch_range`.
   """
   x_min, x_max, initialised = state
-  b_min, b_max = batch_range(x, percentile)
+  b_min, b_max = batch_range(x, percentile, where)
   new_min = jnp.where(initialised, momentum * x_min + (1 - momentum) * b_min, b_min)
   new_max = jnp.where(initialised, momentum * x_max + (1 - momentum) * b_max, b_max)
   return new_min, new_max, jnp.asarray(True)

@@ -1,0 +1,59 @@
+"""Command line of the analysis package.
+
+  python -m outeffhop_jax.analysis study --preset opt_tiny --out /tmp/study \
+      [--workdir_root W] [--variants vanilla,softmax1] [--steps N] [--set train.seed=1 ...]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m outeffhop_jax.analysis")
+  sub = p.add_subparsers(dest="command", required=True)
+  s = sub.add_parser("study", help="train/reuse a preset's variants; outlier + W8A8 tables, plots")
+  s.add_argument("--preset", required=True, help="a configs/<preset>.py file, e.g. opt_tiny")
+  s.add_argument("--out", required=True, help="output folder (results.json, results.md, *.png)")
+  s.add_argument("--workdir_root", default=None, help="run folders (default: OUT/runs)")
+  s.add_argument("--variants", default="vanilla,softmax1,clipped,clipped1,gated,gated1")
+  s.add_argument("--steps", type=int, default=None, help="override config.train.num_steps")
+  s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="config override passed to train.py as --config.KEY=VALUE (repeatable)")
+  s.add_argument("--eval_batches", type=int, default=None)
+  s.add_argument("--calib_subsets", type=int, default=3)
+  s.add_argument("--calib_batches", type=int, default=None, help="default: BERT 16, OPT/ViT 4")
+  s.add_argument("--settings", default="W8A8,W6A8,W4A8,W6A6")
+  s.add_argument("--percentile", type=float, default=None,
+                 help="activation ranges from this percentile (e.g. 99.999) instead of min-max")
+  s.add_argument("--qwix", action="store_true",
+                 help="also the labelled qwix protocol (per-channel weights, per-tensor static "
+                      "activations on linear-layer inputs); needs `pip install qwix`")
+  s.add_argument("--no_plots", action="store_true")
+  return p
+
+
+def main(argv=None, log=None) -> int:
+  """Runs the command of argv; `log` (default: print, flushed) receives the progress lines."""
+  args = _parser().parse_args(argv)
+  from outeffhop_jax.analysis import study, w8a8
+
+  variants = tuple(v for v in args.variants.split(",") if v)
+  settings = tuple(s for s in args.settings.split(",") if s)
+  unknown = [s for s in settings if s not in w8a8.SETTINGS]
+  if unknown:
+    raise SystemExit(f"--settings: unknown {unknown}; choose from {sorted(w8a8.SETTINGS)}")
+  for o in args.set:
+    if "=" not in o:
+      raise SystemExit(f"--set expects KEY=VALUE, got {o!r}")
+  opts = study.StudyOptions(
+      preset=args.preset, out=args.out, workdir_root=args.workdir_root, variants=variants,
+      steps=args.steps, overrides=tuple(args.set), eval_batches=args.eval_batches,
+      calib_subsets=args.calib_subsets, calib_batches=args.calib_batches, settings=settings,
+      percentile=args.percentile, qwix=args.qwix, plots=not args.no_plots)
+  study.run_study(opts, log=log or (lambda m: print(m, flush=True)))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,91 @@
+"""Study figures (matplotlib Agg through `Figure` objects: no pyplot global state).
+
+per_layer.png    avg kurtosis and max inf-norm per layer, one line per variant
+dim_max.png      the largest |x| per hidden dimension over the outlier modules, per variant
+histograms.png   distribution of log10 |x| of each variant's max-inf-norm module
+attention_<variant>.png   attention probabilities of a few heads (first evaluation example)
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, path: str) -> str:
+  FigureCanvasAgg(fig)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  return path
+
+
+def per_layer(results: dict) -> Figure:
+  fig = Figure(figsize=(10, 3.6))
+  ax_k, ax_i = fig.subplots(1, 2)
+  for v, r in results.items():
+    pl = r["outliers"]["per_layer"]
+    ax_k.plot(pl["layer"], pl["kurtosis"], marker="o", label=v)
+    ax_i.plot(pl["layer"], pl["inf_norm"], marker="o", label=v)
+  ax_k.set(xlabel="layer", ylabel="avg kurtosis (modules of the layer)", yscale="log")
+  ax_i.set(xlabel="layer", ylabel="max inf-norm", yscale="log")
+  ax_k.axhline(3.0, color="grey", lw=0.8, ls="--")
+  ax_i.legend(fontsize=8)
+  return fig
+
+
+def dim_max(results: dict) -> Figure:
+  n = len(results)
+  fig = Figure(figsize=(10, 1.9 * n + 0.5))
+  axes = np.atleast_1d(fig.subplots(n, 1, sharex=True))
+  for ax, (v, r) in zip(axes, results.items()):
+    d = np.asarray(r["outliers"]["dim_max"])
+    ax.bar(np.arange(len(d)), d, width=1.0)
+    for t in r["outliers"]["top_dims"][:3]:
+      ax.annotate(str(t["dim"]), (t["dim"], t["max_abs"]), fontsize=7, ha="center")
+    ax.set_ylabel(f"{v}\nmax |x|", fontsize=8)
+  axes[-1].set_xlabel("hidden dimension")
+  return fig
+
+
+def histograms(results: dict) -> Figure:
+  fig = Figure(figsize=(7, 4))
+  ax = fig.subplots()
+  for v, r in results.items():
+    h = r["outliers"]["hist"]
+    name = r["outliers"]["summary"]["max_inf_norm_module"]
+    edges = np.asarray(h["edges_log10"])
+    counts = np.asarray(h["modules"][name], np.float64)
+    ax.step(edges[:-1], counts / max(counts.sum(), 1.0), where="post", label=f"{v}: {name}")
+  ax.set(xlabel="log10 |x|", ylabel="fraction of values", yscale="log")
+  ax.legend(fontsize=7)
+  return fig
+
+
+def attention(maps: dict, title: str, max_heads: int = 4) -> Figure:
+  names = sorted(maps, key=lambda n: [int(p) if p.isdigit() else p for p in n.split(".")])
+  names = names[:1] + names[-1:] if len(names) > 1 else names  # first and last layer
+  heads = min(max_heads, min(np.asarray(maps[n]).shape[0] for n in names))
+  fig = Figure(figsize=(2.4 * heads, 2.4 * len(names) + 0.4))
+  axes = np.asarray(fig.subplots(len(names), heads, squeeze=False))
+  for i, n in enumerate(names):
+    for h in range(heads):
+      ax = axes[i, h]
+      ax.imshow(np.asarray(maps[n])[h], cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
+      ax.set_xticks([])
+      ax.set_yticks([])
+      ax.set_title(f"{n.split('.attn_probs')[0]} h{h}", fontsize=6)
+  fig.suptitle(f"{title}: attention probabilities (query rows, key columns)", fontsize=8)
+  return fig
+
+
+def write_all(study: dict, maps: dict, out: str) -> list[str]:
+  """Writes every figure of the study under `out`; returns the paths."""
+  results = study["results"]
+  paths = [_save(per_layer(results), os.path.join(out, "per_layer.png")),
+           _save(dim_max(results), os.path.join(out, "dim_max.png")),
+           _save(histograms(results), os.path.join(out, "histograms.png"))]
+  for v, m in maps.items():
+    if m:
+      paths.append(_save(attention(m, v), os.path.join(out, f"attention_{v}.png")))
+  return paths

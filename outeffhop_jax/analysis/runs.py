@@ -1,0 +1,98 @@
+"""A trained run as the analysis sees it: model on one device, evaluation and calibration batches.
+
+    run = load_run(workdir)                      # train.load_from_workdir on a 1-device mesh
+    ev = evaluate_model(run.model, run.task, eval_set(run, 8))    # {"loss", "perplexity", ...}
+    cal = calibration_inputs(run, subset=1, num_batches=4)        # model inputs from the train split
+
+Evaluation uses the training system's batches and MLM masks (`train.eval_batches`, `eval_key`),
+so the float numbers equal the run's own eval; the same loop evaluates quantized copies.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from outeffhop_jax import train
+from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import sharding
+
+CALIBRATION_SEED = 777
+
+
+@dataclasses.dataclass
+class EvalBatch:
+  batch: dict          # host numpy batch as the task reads it
+  inputs: Any          # what the model's __call__ reads (MLM: masked tokens)
+  key: jax.Array       # the eval key of this batch (MLM masks)
+  weights: np.ndarray  # [B] example mask (0 = padding row)
+
+
+def load_run(workdir: str, step: int | None = None) -> train.LoadedRun:
+  """The trained model of `workdir` on the first local device, attention on the reference path
+  (so that attention maps can be captured)."""
+  mesh = sharding.make_mesh((1, 1, 1), jax.local_devices()[:1])
+  return train.load_from_workdir(workdir, step, mesh=mesh, attention_impl="reference")
+
+
+def eval_set(run: train.LoadedRun, num_batches: int | None = None) -> list[EvalBatch]:
+  out = []
+  for i, batch in enumerate(train.eval_batches(run.config, num_batches, run.tokenizer)):
+    key = train.eval_key(i)
+    out.append(EvalBatch(batch, np.asarray(run.task.inputs(batch, key)), key,
+                         np.asarray(batch["example_mask"], np.float32)))
+  return out
+
+
+def calibration_inputs(run: train.LoadedRun, subset: int, num_batches: int) -> list[np.ndarray]:
+  """Model inputs of calibration subset `subset`: training batches
+  [subset * num_batches, (subset + 1) * num_batches) of the run's (shuffled) train stream."""
+  ds = input_lib.train_dataset(run.config, run.tokenizer)
+  it = iter(ds)
+  try:
+    batches = list(itertools.islice(it, subset * num_batches, (subset + 1) * num_batches))
+  finally:
+    if hasattr(it, "close"):
+      it.close()
+  base = jax.random.key(CALIBRATION_SEED)
+  return [np.asarray(run.task.inputs(b, jax.random.fold_in(base, subset * num_batches + i)))
+          for i, b in enumerate(batches)]
+
+
+def _stats(model, batch, key, task):
+  return task.stats(model, batch, key, deterministic=True)
+
+
+_jit_stats = nnx.jit(_stats, static_argnums=(3,))
+
+
+def evaluate_model(model: nnx.Module, task, batches: list[EvalBatch]) -> dict[str, float]:
+  """Loss, accuracy (and perplexity for LMs) of `model` summed over `batches` (jitted per batch)."""
+  totals = {"loss_sum": 0.0, "weight": 0.0, "correct": 0.0}
+  pending = [_jit_stats(model, {k: jnp.asarray(v) for k, v in b.batch.items()}, b.key, task)
+             for b in batches]
+  for s in jax.device_get(pending):
+    for k in totals:
+      totals[k] += float(s[k])
+  w = max(totals["weight"], 1.0)
+  out = {"loss": totals["loss_sum"] / w, "accuracy": totals["correct"] / w, "count": totals["weight"]}
+  if task.name in ("causal_lm", "masked_lm"):
+    out["perplexity"] = math.exp(min(out["loss"], 700.0))
+  return out
+
+
+def headline_metric(task_name: str) -> tuple[str, str, bool]:
+  """(result key, column title, higher is better): perplexity for LMs, top-1 % for classifiers."""
+  if task_name == "classification":
+    return "top1", "top-1 %", True
+  return "perplexity", "ppl", False
+
+
+def headline_value(ev: dict, task_name: str) -> float:
+  return 100.0 * ev["accuracy"] if task_name == "classification" else ev["perplexity"]

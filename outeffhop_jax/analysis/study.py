@@ -1,0 +1,208 @@
+"""The one-command study: train (or reuse) a preset's attention variants, measure, quantize, report.
+
+    python -m outeffhop_jax.analysis study --preset opt_tiny --out /tmp/study
+
+Per variant: `train.py --config configs/<preset>.py:<variant> --workdir <root>/<preset>_<variant>`
+(skipped when the workdir already holds the final checkpoint, resumed when it holds an earlier
+one), then on the run's evaluation batches: the float metric, the outlier metrics (`collect`) and
+the fake-quantized metric of every setting (`w8a8.SETTINGS`), each calibrated on `calib_subsets`
+disjoint subsets of training batches (mean +- std). Writes results.json, results.md and plots.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Calibration batches per subset (DESIGN §5: BERT 16, OPT 4).
+CALIB_BATCHES = {"bert": 16, "opt": 4, "vit": 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyOptions:
+  preset: str
+  out: str
+  workdir_root: str | None = None           # default: <out>/runs
+  variants: tuple[str, ...] = ("vanilla", "softmax1", "clipped", "clipped1", "gated", "gated1")
+  steps: int | None = None                  # override config.train.num_steps
+  overrides: tuple[str, ...] = ()           # "train.seed=1", passed on as --config.train.seed=1
+  eval_batches: int | None = None           # default: the config's num_eval_batches
+  calib_subsets: int = 3
+  calib_batches: int | None = None          # default: CALIB_BATCHES[family]
+  settings: tuple[str, ...] = ("W8A8", "W6A8", "W4A8", "W6A6")
+  percentile: float | None = None           # activation ranges from percentiles instead of min-max
+  qwix: bool = False                        # also the labelled qwix protocol ("qwix-W8A8")
+  configs_dir: str = os.path.join(REPO, "configs")
+  train_script: str = os.path.join(REPO, "train.py")
+  plots: bool = True
+
+  @property
+  def root(self) -> str:
+    return self.workdir_root or os.path.join(self.out, "runs")
+
+
+def load_config(opts: StudyOptions, variant: str):
+  """configs/<preset>.py:<variant> with --steps and --set overrides applied."""
+  path = os.path.join(opts.configs_dir, f"{opts.preset}.py")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no preset {opts.preset!r}: {path} does not exist")
+  spec = importlib.util.spec_from_file_location(f"_study_cfg_{opts.preset}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(variant)
+  for key, value in _override_pairs(opts):
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = _parse_value(value, node[leaf])
+  return config
+
+
+def _override_pairs(opts: StudyOptions):
+  pairs = [o.split("=", 1) for o in opts.overrides]
+  if opts.steps is not None:
+    pairs.append(("train.num_steps", str(opts.steps)))
+  return pairs
+
+
+def _parse_value(text: str, current):
+  if isinstance(current, bool):
+    return text.lower() in ("1", "true", "yes")
+  for cast in (int, float):
+    if isinstance(current, cast):
+      return cast(text)
+  if isinstance(current, tuple):
+    return tuple(float(x) for x in text.strip("()").split(",") if x)
+  if current is None:  # a placeholder: the most specific type that parses
+    for cast in (int, float):
+      try:
+        return cast(text)
+      except ValueError:
+        pass
+  return text
+
+
+def _latest_step(workdir: str) -> int | None:
+  ckpts = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpts):
+    return None
+  steps = [int(d) for d in os.listdir(ckpts) if d.isdigit()]
+  return max(steps) if steps else None
+
+
+def train_variant(opts: StudyOptions, variant: str, log=print) -> str:
+  """Trains `variant` into <root>/<preset>_<variant> unless its final checkpoint is there."""
+  config = load_config(opts, variant)
+  workdir = os.path.join(opts.root, f"{opts.preset}_{variant}")
+  num_steps = int(config.train.num_steps)
+  done = _latest_step(workdir)
+  if done is not None and done >= num_steps:
+    log(f"[{variant}] reusing {workdir} (step {done})")
+    return workdir
+  cmd = [sys.executable, opts.train_script,
+         f"--config={os.path.join(opts.configs_dir, opts.preset)}.py:{variant}",
+         f"--workdir={workdir}"]
+  cmd += [f"--config.{k}={v}" for k, v in _override_pairs(opts)]
+  log(f"[{variant}] training {num_steps} steps: {' '.join(cmd)}")
+  t = time.perf_counter()
+  subprocess.run(cmd, check=True, cwd=REPO)
+  log(f"[{variant}] trained in {time.perf_counter() - t:.0f} s")
+  return workdir
+
+
+def analyse_variant(workdir: str, opts: StudyOptions, log=print) -> tuple[dict, dict]:
+  """(JSON-ready results, attention maps) of one trained run."""
+  from outeffhop_jax.analysis import collect, runs, w8a8
+
+  t = time.perf_counter()
+  run = runs.load_run(workdir)
+  family, task = run.config.family, run.task
+  evs = runs.eval_set(run, opts.eval_batches)
+  fp = runs.evaluate_model(run.model, task, evs)
+  outl = collect.collect(run.model, family, [(b.inputs, b.weights) for b in evs])
+  maps = outl.pop("maps")
+  n_cal = opts.calib_batches or CALIB_BATCHES[family]
+  cal = [runs.calibration_inputs(run, s, n_cal) for s in range(opts.calib_subsets)]
+  quantized = {}
+  for name in opts.settings:
+    cfg = dataclasses.replace(w8a8.SETTINGS[name], percentile=opts.percentile)
+    evals = [runs.evaluate_model(w8a8.calibrate(w8a8.quantize_model(run.model, family, cfg), inputs),
+                                 task, evs) for inputs in cal]
+    quantized[name] = {**_spread(evals, task.name), "config": dataclasses.asdict(cfg)}
+  if opts.qwix:
+    from outeffhop_jax.analysis import qwix_w8a8
+
+    qq = qwix_w8a8.QwixW8A8(run.model, family, cal[0][0])
+    evals = [runs.evaluate_model(qq.calibrate(inputs), task, evs) for inputs in cal]
+    quantized["qwix-W8A8"] = {**_spread(evals, task.name), "config": qwix_w8a8.PROTOCOL}
+  key, _, _ = runs.headline_metric(task.name)
+  result = {"workdir": os.path.abspath(workdir), "step": run.step, "family": family,
+            "variant": run.config.variant, "normalizer": run.model_cfg.normalizer,
+            "gate": run.model_cfg.gate, "fp": {**fp, key: runs.headline_value(fp, task.name)},
+            "outliers": outl, "quantized": quantized,
+            "calibration": {"subsets": opts.calib_subsets, "batches": n_cal,
+                            "percentile": opts.percentile},
+            "eval_batches": len(evs), "analysis_seconds": time.perf_counter() - t}
+  log(f"[{result['variant']}] {key} {result['fp'][key]:.3f}, avg kurtosis "
+      f"{outl['summary']['avg_kurtosis']:.2f}, max inf-norm {outl['summary']['max_inf_norm']:.2f}, "
+      + ", ".join(f"{n} {v['mean']:.3f}+-{v['std']:.3f}" for n, v in quantized.items())
+      + f" ({result['analysis_seconds']:.0f} s)")
+  return result, maps
+
+
+def _spread(evals: list[dict], task_name: str) -> dict:
+  from outeffhop_jax.analysis import runs
+
+  vals = [runs.headline_value(e, task_name) for e in evals]
+  losses = [e["loss"] for e in evals]
+  return {"values": vals, "mean": float(np.mean(vals)), "std": float(np.std(vals)),
+          "loss_mean": float(np.mean(losses)), "loss_std": float(np.std(losses))}
+
+
+def run_study(opts: StudyOptions, log=print) -> dict:
+  """Trains/reuses every variant, analyses each, writes DIR/results.{json,md} and the plots."""
+  from outeffhop_jax.analysis import plots, report
+
+  os.makedirs(opts.out, exist_ok=True)
+  t0 = time.perf_counter()
+  results, all_maps, train_s = {}, {}, {}
+  for v in opts.variants:
+    t = time.perf_counter()
+    workdir = train_variant(opts, v, log)
+    train_s[v] = time.perf_counter() - t
+    results[v], all_maps[v] = analyse_variant(workdir, opts, log)
+  settings = list(opts.settings) + (["qwix-W8A8"] if opts.qwix else [])
+  study = {"preset": opts.preset, "variants": list(opts.variants), "steps": opts.steps,
+           "overrides": list(opts.overrides), "settings": settings,
+           "results": results, "train_seconds": train_s,
+           "total_seconds": time.perf_counter() - t0}
+  with open(os.path.join(opts.out, "results.json"), "w") as f:
+    json.dump(study, f, indent=1, default=_json_default)
+  np.savez_compressed(os.path.join(opts.out, "attention_maps.npz"),
+                      **{f"{v}/{n}": m for v, ms in all_maps.items() for n, m in ms.items()})
+  with open(os.path.join(opts.out, "results.md"), "w") as f:
+    f.write(report.markdown(study))
+  if opts.plots:
+    study["plots"] = plots.write_all(study, all_maps, opts.out)
+  study["total_seconds"] = time.perf_counter() - t0
+  with open(os.path.join(opts.out, "results.json"), "w") as f:
+    json.dump(study, f, indent=1, default=_json_default)
+  log(f"wrote {opts.out}/results.json, results.md and {len(study.get('plots', []))} plots "
+      f"in {study['total_seconds']:.0f} s")
+  return study
+
+
+def _json_default(x):
+  if isinstance(x, (np.floating, np.integer)):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  raise TypeError(f"not JSON serialisable: {type(x)}")

@@ -1,0 +1,48 @@
+"""The study command end to end on a tiny preset (two variants, a few steps), then reused."""
+import json
+import os
+
+from outeffhop_jax.analysis import __main__ as cli
+from outeffhop_jax.analysis import qwix_w8a8
+
+FILES = ("results.json", "results.md", "per_layer.png", "dim_max.png", "histograms.png",
+         "attention_vanilla.png", "attention_softmax1.png", "attention_maps.npz")
+
+
+def test_study_writes_every_output(small_study):
+  out, root, lines = small_study
+  for name in FILES:
+    assert os.path.getsize(os.path.join(out, name)) > 0, name
+  with open(os.path.join(out, "results.json")) as f:
+    study = json.load(f)
+  assert set(study["results"]) == {"vanilla", "softmax1"}
+  for v, r in study["results"].items():
+    assert r["step"] == 300 and r["variant"] == v
+    assert r["normalizer"] == ("softmax" if v == "vanilla" else "softmax1")
+    assert set(r["quantized"]) == {"W8A8", "W6A8", "W4A8", "W6A6"}
+    assert len(r["quantized"]["W8A8"]["values"]) == 3
+    s = r["outliers"]["summary"]
+    assert s["avg_kurtosis"] > 0 and s["max_inf_norm"] > 0 and 0 <= s["sink_rate"] <= 1
+    assert r["fp"]["perplexity"] < 60  # it did train (byte vocabulary: ~260 at init)
+  md = open(os.path.join(out, "results.md")).read()
+  assert "| Vanilla |" in md and "W6A6" in md and "Avg kurtosis" in md
+  assert sum("training" in m for m in lines) == 2
+
+
+def test_study_reuses_finished_runs_and_runs_qwix(small_study, study_argv, tmp_path):
+  """A second study on the same runs trains nothing; with qwix installed it adds the labelled
+  qwix protocol (per-channel weights, per-tensor static activations on linear inputs)."""
+  _, root, _ = small_study
+  lines = []
+  use_qwix = qwix_w8a8.available()
+  argv = study_argv(tmp_path / "again", root, variants="softmax1") + [
+      "--no_plots", "--settings", "W8A8", "--calib_subsets", "2"] + (["--qwix"] if use_qwix else [])
+  assert cli.main(argv, log=lines.append) == 0
+  assert any("reusing" in m for m in lines) and not any("training" in m for m in lines)
+  md = open(tmp_path / "again" / "results.md").read()
+  with open(tmp_path / "again" / "results.json") as f:
+    r = json.load(f)["results"]["softmax1"]
+  if use_qwix:
+    q = r["quantized"]["qwix-W8A8"]
+    assert len(q["values"]) == 2 and "qwix-W8A8" in md
+    assert abs(q["loss_mean"] - r["fp"]["loss"]) < 0.05
