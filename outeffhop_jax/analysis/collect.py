@@ -78,6 +78,11 @@ def _batch_stats(model, inputs, w_B, family: str, num_maps: int):
   for name, p_BNTS in acts.items():
     if not name.endswith("attn_probs"):
       continue
+    B = w_B.shape[0]
+    if p_BNTS.shape[0] != B:
+      # Models that fold another axis into the batch (STanHop-Net: series) record [B * C, N, T, S];
+      # those rows are extra heads of their example for the sink rate.
+      p_BNTS = p_BNTS.reshape((B, -1) + p_BNTS.shape[2:])
     T = p_BNTS.shape[2]
     # Sum over (rows, queries) of the attention each head pays to the first key.
     out["sink"][name] = jnp.einsum("bnt,b->n", p_BNTS[..., 0].astype(jnp.float32), w_B) / T

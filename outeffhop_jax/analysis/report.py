@@ -47,10 +47,18 @@ def _pm(q):
   return f"{_f(q['mean'], 3)} ± {_f(q['std'], 3)}"
 
 
+# The FP metric of each family, as (key in a result's "fp", column title).
+_METRIC = {"vit": ("top1", "top-1 %"), "stanhop": ("mse", "MSE")}
+
+
+def _metric(family: str):
+  return _METRIC.get(family, ("perplexity", "ppl"))
+
+
 def markdown(study: dict) -> str:
   preset, results = study["preset"], study["results"]
   first = next(iter(results.values()))
-  metric = "top-1 %" if first["family"] == "vit" else "ppl"
+  metric = _metric(first["family"])[1]
   paper = preset in OUTEFFHOP
   lines = [f"# Outlier study: `{preset}`", ""]
   steps = {r["step"] for r in results.values()}
@@ -71,7 +79,7 @@ def markdown(study: dict) -> str:
   lines += [head, sep]
   for v, r in results.items():
     s = r["outliers"]["summary"]
-    key = "top1" if r["family"] == "vit" else "perplexity"
+    key = _metric(r["family"])[0]
     w8 = r["quantized"].get("W8A8")
     row = (f"| {LABELS.get(v, v)} | {_f(r['fp'][key], 3)} | {_f(s['max_inf_norm'])} | "
            f"{_f(s['avg_kurtosis'])} | {_pm(w8) if w8 else '–'} | {_f(s['sink_rate'])} | "
@@ -101,7 +109,7 @@ def markdown(study: dict) -> str:
               "| Method | FP | " + " | ".join(["W8A8"] + settings) + " |",
               "|---|---|" + "---|" * (len(settings) + 1)]
     for v, r in results.items():
-      key = "top1" if r["family"] == "vit" else "perplexity"
+      key = _metric(r["family"])[0]
       cells = [_pm(r["quantized"][s]) if s in r["quantized"] else "–" for s in ["W8A8"] + settings]
       lines.append(f"| {LABELS.get(v, v)} | {_f(r['fp'][key], 3)} | " + " | ".join(cells) + " |")
     lines.append("")

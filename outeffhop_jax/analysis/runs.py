@@ -84,15 +84,22 @@ def evaluate_model(model: nnx.Module, task, batches: list[EvalBatch]) -> dict[st
   out = {"loss": totals["loss_sum"] / w, "accuracy": totals["correct"] / w, "count": totals["weight"]}
   if task.name in ("causal_lm", "masked_lm"):
     out["perplexity"] = math.exp(min(out["loss"], 700.0))
+  if task.name == "forecasting":  # loss_sum holds squared errors, correct absolute errors
+    out.update(mse=out["loss"], mae=out["accuracy"])
   return out
 
 
 def headline_metric(task_name: str) -> tuple[str, str, bool]:
-  """(result key, column title, higher is better): perplexity for LMs, top-1 % for classifiers."""
+  """(result key, column title, higher is better): perplexity for LMs, top-1 % for classifiers,
+  test MSE for forecasting."""
   if task_name == "classification":
     return "top1", "top-1 %", True
+  if task_name == "forecasting":
+    return "mse", "MSE", False
   return "perplexity", "ppl", False
 
 
 def headline_value(ev: dict, task_name: str) -> float:
-  return 100.0 * ev["accuracy"] if task_name == "classification" else ev["perplexity"]
+  if task_name == "classification":
+    return 100.0 * ev["accuracy"]
+  return ev["loss"] if task_name == "forecasting" else ev["perplexity"]

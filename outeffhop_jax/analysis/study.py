@@ -22,7 +22,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Calibration batches per subset (DESIGN §5: BERT 16, OPT 4).
-CALIB_BATCHES = {"bert": 16, "opt": 4, "vit": 4}
+CALIB_BATCHES = {"bert": 16, "opt": 4, "vit": 4, "stanhop": 4}
 
 
 @dataclasses.dataclass(frozen=True)

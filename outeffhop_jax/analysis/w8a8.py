@@ -33,10 +33,12 @@ from outeffhop_jax.nn.gates import AttentionGate
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
 
 # Top-level children kept in float per family (the papers keep the task head unquantized).
-HEAD_MODULES = {"opt": (), "bert": ("mlm_transform", "mlm_layer_norm"), "vit": ("classifier",)}
+HEAD_MODULES = {"opt": (), "bert": ("mlm_transform", "mlm_layer_norm"), "vit": ("classifier",),
+                "stanhop": ()}
 # Linears whose input is an activation function's output (relu / gelu), which no other module
 # quantizes; every other linear reads an already quantized tensor (a LayerNorm or context output).
-ACTIVATION_INPUT_LINEARS = {"opt": ("fc2",), "bert": ("output",), "vit": ("output",)}
+ACTIVATION_INPUT_LINEARS = {"opt": ("fc2",), "bert": ("output",), "vit": ("output",),
+                            "stanhop": ("fc2",)}
 MODES = ("off", "calibrate", "quantize")
 
 

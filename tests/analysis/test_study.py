@@ -46,3 +46,20 @@ def test_study_reuses_finished_runs_and_runs_qwix(small_study, study_argv, tmp_p
     q = r["quantized"]["qwix-W8A8"]
     assert len(q["values"]) == 2 and "qwix-W8A8" in md
     assert abs(q["loss_mean"] - r["fp"]["loss"]) < 0.05
+
+
+def test_study_on_stanhop_reports_mse_and_quantizes(tmp_path):
+  """The Table 1 STanHop-Net row comes from the same command: MSE as the FP metric."""
+  out, root = tmp_path / "out", tmp_path / "runs"
+  argv = ["study", "--preset", "stanhop_tiny", "--out", str(out), "--workdir_root", str(root),
+          "--variants", "softmax1", "--steps", "20", "--settings", "W8A8", "--calib_batches", "2",
+          "--no_plots"]
+  assert cli.main(argv, log=lambda _: None) == 0
+  with open(os.path.join(out, "results.json")) as f:
+    r = json.load(f)["results"]["softmax1"]
+  assert r["family"] == "stanhop" and r["step"] == 20
+  assert 0 < r["fp"]["mse"] < 10 and r["fp"]["mae"] > 0
+  w8 = r["quantized"]["W8A8"]
+  assert len(w8["values"]) == 3 and all(0 < v < 10 for v in w8["values"])
+  assert r["outliers"]["summary"]["num_modules"] > 0
+  assert "| FP MSE |" in open(os.path.join(out, "results.md")).read()
