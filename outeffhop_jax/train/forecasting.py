@@ -19,12 +19,9 @@ import numpy as np
 from outeffhop_jax.data import timeseries
 from outeffhop_jax.train import config_lib
 
-# Variants of the OutEffHop study (config_lib.VARIANTS) on the Hopfield layers; vanilla = softmax.
-# "gsh" is STanHop's own generalized sparse Hopfield (entmax, learnable alpha from 1.5), run with
-# the vanilla options otherwise. Clipped gamma: this project's choice for the short segment
-# sequences (8-28 keys), the BERT value of Bondarenko et al.
-CLIP_GAMMA = -0.025
-GATE_KIND = "linear"
+# Variants of the OutEffHop study (config_lib.VARIANTS, with config_lib's "stanhop" clipping gamma
+# and gate) on the Hopfield layers; vanilla = softmax. "gsh" is STanHop's own generalized sparse
+# Hopfield (entmax, learnable alpha from 1.5), run with the vanilla options otherwise.
 EXTRA_VARIANTS = {"gsh": ("vanilla", "entmax:1.5", True), "sparsemax": ("vanilla", "sparsemax", False)}
 
 
@@ -36,15 +33,9 @@ def variant_overrides(variant: str) -> tuple[str, dict]:
   if variant not in config_lib.VARIANTS:
     raise ValueError(f"config variant: unknown {variant!r} (one of "
                      f"{config_lib.VARIANTS + tuple(EXTRA_VARIANTS)})")
-  one = variant.endswith("1")
-  base = variant.rstrip("1")
-  if base == "clipped":
-    norm = f"{'clipped1' if one else 'clipped'}:{CLIP_GAMMA!r}:1.0"
-  else:
-    norm = "softmax1" if (one or base == "softmax") else "softmax"
-  out = {"normalizer": norm, "learn_alpha": False, "gate": "none"}
-  if base == "gated":
-    out.update(gate=GATE_KIND, gate_init=config_lib.GATE_INIT)
+  # seq_len only matters for OPT's length-scaled clipping.
+  out = {"learn_alpha": False, "gate": "none",
+         **config_lib.variant_overrides("stanhop", variant, seq_len=0)}
   return variant, out
 
 
