@@ -62,6 +62,25 @@ class HFTokenizer:
   def decode(self, ids) -> str:
     return self._tok.decode([int(i) for i in np.asarray(ids)])
 
+  def encode_batch(self, texts, *, max_len: int, add_special_tokens: bool = True):
+    """Model inputs as the checkpoint's own pipeline builds them (e.g. BERT's [CLS] ... [SEP]).
+
+    Texts are truncated to `max_len` tokens (special tokens included) and right-padded with
+    `pad_id` to the longest row. Returns (ids_BT int32, attention_mask_BT int32; 1 = real token).
+    """
+    if isinstance(texts, str) or not len(texts):
+      raise ValueError("encode_batch: texts must be a non-empty sequence of strings")
+    if max_len < 2:
+      raise ValueError(f"encode_batch: max_len must be >= 2, got {max_len}")
+    # A copy, so the truncation/padding set here never leaks into `encode` (used by the pipelines).
+    tok = self._tok.__class__.from_str(self._tok.to_str())
+    tok.enable_truncation(max_length=max_len)
+    tok.enable_padding(pad_id=self.pad_id, pad_token=self._tok.id_to_token(self.pad_id))
+    out = tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+    ids = np.asarray([e.ids for e in out], dtype=np.int32)
+    mask = np.asarray([e.attention_mask for e in out], dtype=np.int32)
+    return ids, mask
+
 
 def get_tokenizer(name: str = "byte"):
   """"byte" or a path to a tokenizer.json."""

@@ -7,8 +7,9 @@
     logits_BTV = model(input_ids_BT, attention_mask_BT=mask_BT)
     logits_BTV, acts = models.capture(model, lambda m: m(input_ids_BT))   # outlier metrics
     hf_model_in_jax = models.hf.from_hf(hf_torch_model, normalizer="softmax1")
+    encoder = models.hf.from_pretrained(models.packaged.checkpoint("all-MiniLM-L6-v2"))
 """
-from outeffhop_jax.models import bert, hf, opt, stanhop, vit
+from outeffhop_jax.models import bert, hf, opt, packaged, sentence, stanhop, vit
 from outeffhop_jax.models.bert import BERT, BERTEncoder
 from outeffhop_jax.models.configs import BERTConfig, OPTConfig, ViTConfig
 from outeffhop_jax.models.opt import OPT
@@ -22,5 +23,5 @@ OUTLIER_MODULES = {"opt": opt.OUTLIER_MODULES, "bert": bert.OUTLIER_MODULES,
 __all__ = [
     "STanHopConfig", "STanHopNet", "stanhop",
     "BERT", "BERTConfig", "BERTEncoder", "OPT", "OPTConfig", "OUTLIER_MODULES", "ViT", "ViTConfig",
-    "bert", "capture", "hf", "opt", "set_capture", "vit",
+    "bert", "capture", "hf", "opt", "packaged", "sentence", "set_capture", "vit",
 ]

@@ -6,12 +6,16 @@ works on a plain {name: numpy array} dict, so a safetensors reader needs no torc
     cfg = config_from_hf(json.load(open("config.json")), normalizer="softmax1")
     model = model_from_state_dict(config_dict["architectures"][0], cfg, safetensors_numpy_dict)
 
-`from_hf(torch_model, **overrides)` does the same from a live transformers model (torch is imported
-only there). Overrides replace config fields, e.g. normalizer="softmax1", gate="linear": parameters
+`from_pretrained(folder, **overrides)` does exactly that from a checkpoint folder (config.json +
+*.safetensors, read by the `safetensors` library: no torch). `from_hf(torch_model, **overrides)` does
+the same from a live transformers model (torch is imported only there). Overrides replace config fields, e.g. normalizer="softmax1", gate="linear": parameters
 the checkpoint lacks (gates, learned sinks) keep their fresh initialisation.
 """
 from __future__ import annotations
 
+import glob
+import json
+import os
 import re
 from typing import Any, Mapping
 
@@ -268,3 +272,62 @@ def from_hf(hf_model, *, seed: int = 0, **overrides):
     state_dict = {k: v.detach().to(torch.float32).cpu().numpy()
                   for k, v in hf_model.state_dict().items() if v.is_floating_point()}
   return model_from_state_dict(architecture, config, state_dict, seed=seed)
+
+
+def read_safetensors(folder: str) -> dict[str, np.ndarray]:
+  """{name: numpy array} from every *.safetensors file of `folder` (sharded checkpoints too)."""
+  from safetensors.numpy import load_file  # lazily: only checkpoint reading needs it
+
+  files = sorted(glob.glob(os.path.join(folder, "*.safetensors")))
+  if not files:
+    raise FileNotFoundError(f"from_pretrained: no *.safetensors file in {folder!r} (a Hugging Face "
+                            "checkpoint folder holds config.json and model.safetensors)")
+  state = {}
+  for f in files:
+    state.update(load_file(f))
+  return state
+
+
+def _bare_bert_names(state: Mapping[str, Any]) -> dict[str, Any]:
+  # BertModel files are saved without the "bert." prefix, but some (e.g. from BertPreTrainedModel
+  # subclasses) keep it; ARCHITECTURES["BertModel"] adds it, so strip it where present.
+  return {k[len("bert."):] if k.startswith("bert.") else k: v for k, v in state.items()}
+
+
+def from_pretrained(path: str, *, seed: int = 0, **overrides):
+  """Builds our model from a Hugging Face checkpoint folder, without torch.
+
+  Args:
+    path: folder with config.json (its "architectures"[0] picks the model: OPTForCausalLM -> OPT,
+      BertForMaskedLM -> BERT, BertModel -> BERTEncoder, ViTForImageClassification -> ViT) and
+      model.safetensors (or shards).
+    seed: seeds the parameters the checkpoint lacks.
+    **overrides: config fields. The normalizer defaults to "softmax" (what the checkpoint was
+      trained with); normalizer="softmax1", gate="linear", sinks="learned", ... change the
+      attention for fine-tuning. Parameters the checkpoint lacks keep their initialisation: a
+      Qualcomm gate starts open at gate_init (bias logit(gate_init), so the output moves at step 0),
+      learned sinks start at 0 (softmax1).
+  Returns:
+    The NNX model with float32 weights cast to the config's param_dtype.
+  """
+  config_path = os.path.join(path, "config.json")
+  if not os.path.isfile(config_path):
+    raise FileNotFoundError(f"from_pretrained: {config_path!r} does not exist; `path` must be a "
+                            "Hugging Face checkpoint folder (config.json + model.safetensors)")
+  with open(config_path) as f:
+    hf_config = json.load(f)
+  architectures = hf_config.get("architectures") or []
+  if not architectures or architectures[0] not in ARCHITECTURES:
+    raise ValueError(f"from_pretrained: config.json architectures={architectures!r}; supported: "
+                     f"{sorted(ARCHITECTURES)}")
+  architecture = architectures[0]
+  if not glob.glob(os.path.join(path, "*.safetensors")):
+    raise FileNotFoundError(f"from_pretrained: no *.safetensors file in {path!r}")
+  try:
+    config = config_from_hf(hf_config, **{"normalizer": "softmax", **overrides})
+  except KeyError as e:
+    raise ValueError(f"from_pretrained: {config_path!r} lacks the field {e.args[0]!r}") from None
+  state = {k: v for k, v in read_safetensors(path).items() if np.issubdtype(v.dtype, np.floating)}
+  if architecture == "BertModel":
+    state = _bare_bert_names(state)
+  return model_from_state_dict(architecture, config, state, seed=seed)
