@@ -45,6 +45,24 @@ def causal_block_visible(i, j, block_q, block_k):
   return j * block_k <= i * block_q + (block_q - 1)
 
 
+def tile_mask(row0, col0, shape, causal: bool, same_segment=None, rows_are_queries: bool = True):
+  """Boolean (R, C) visibility of one tile, or None when every entry is visible.
+
+  The tile starts at (row0, col0); rows are queries and columns keys, or the reverse when
+  `rows_are_queries` is False (the dK/dV kernels tile keys as rows). Top-left causal: key <= query.
+  `same_segment` is the (R, C) bool segment-id equality, None without segment ids; each backend
+  builds it from its own id layout.
+  """
+  mask = None
+  if causal:
+    rows = row0 + jax.lax.broadcasted_iota(jnp.int32, shape, 0)
+    cols = col0 + jax.lax.broadcasted_iota(jnp.int32, shape, 1)
+    mask = (cols <= rows) if rows_are_queries else (rows <= cols)
+  if same_segment is not None:
+    mask = same_segment if mask is None else jnp.logical_and(mask, same_segment)
+  return mask
+
+
 def row_delta(o_BTNH, do_BTNH):
   """Δ_BNT = Σ_h O ⊙ dO in float32: the softmax backward's per-row correction term."""
   prod_BTN = jnp.sum(o_BTNH.astype(jnp.float32) * do_BTNH.astype(jnp.float32), axis=-1)

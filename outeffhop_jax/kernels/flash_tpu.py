@@ -50,16 +50,9 @@ def _col_to_row(x_X1):
 
 
 def _block_mask(row0, col0, shape, causal, row_ids, col_ids, rows_are_queries):
-  """Boolean (R, C) visibility inside one tile, or None when every entry is visible."""
-  mask = None
-  if causal:
-    rows = row0 + lax.broadcasted_iota(jnp.int32, shape, 0)
-    cols = col0 + lax.broadcasted_iota(jnp.int32, shape, 1)
-    mask = (cols <= rows) if rows_are_queries else (rows <= cols)
-  if row_ids is not None:
-    same = row_ids == col_ids
-    mask = same if mask is None else jnp.logical_and(mask, same)
-  return mask
+  # Mosaic refs hold segment ids as (R, 1) and (1, C) tiles, so they broadcast as they are.
+  same = None if row_ids is None else row_ids == col_ids
+  return _common.tile_mask(row0, col0, shape, causal, same, rows_are_queries)
 
 
 def _visible(cfg, b, i, j, nq, nk, ranges):

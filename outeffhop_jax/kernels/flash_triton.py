@@ -28,15 +28,9 @@ def _dot(a, b, *, trans_b=False):
 
 
 def _mask(row0, col0, shape, causal, row_ids, col_ids, rows_are_queries):
-  mask = None
-  if causal:
-    rows = row0 + lax.broadcasted_iota(jnp.int32, shape, 0)
-    cols = col0 + lax.broadcasted_iota(jnp.int32, shape, 1)
-    mask = (cols <= rows) if rows_are_queries else (rows <= cols)
-  if row_ids is not None:
-    same = row_ids[:, None] == col_ids[None, :]
-    mask = same if mask is None else jnp.logical_and(mask, same)
-  return mask
+  # Triton blocks load segment ids as 1-D vectors: broadcast them to the tile here.
+  same = None if row_ids is None else row_ids[:, None] == col_ids[None, :]
+  return _common.tile_mask(row0, col0, shape, causal, same, rows_are_queries)
 
 
 def _skip_unless(overlap, fn, carry):
