@@ -4,7 +4,8 @@ Trains on the embedded corpus (CPython's own docs and source; no download) with 
 wd 0.1, beta2 0.95: 900 steps x 16 x 256 = 3.7 M tokens, about 5 minutes on 2 CPU cores.
 
   python train.py --config configs/opt_tiny.py:softmax1 --workdir /tmp/opt_tiny_softmax1
-Variants: vanilla, softmax1, clipped, clipped1, gated, gated1.
+Variants: vanilla, softmax1, clipped, clipped1, gated, gated1, sigmoid, softplus, stablemax,
+softpick (normalizers without a sink) and outgate (softmax + an output gate).
 """
 from outeffhop_jax.train import config_lib
 

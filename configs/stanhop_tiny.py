@@ -4,7 +4,8 @@ Trains on the embedded monthly series (statsmodels' Mauna Loa CO2 and El Nino SS
 download) in about a minute on 2 CPU cores:
   python train.py --config configs/stanhop_tiny.py:softmax1 --workdir /tmp/stanhop_tiny_softmax1
 Variants: vanilla (softmax), softmax1 (OutEffHop), clipped, clipped1, gated, gated1 (a per-head
-gate on the Hopfield query), plus gsh (the paper's learnable-alpha entmax) and sparsemax.
+gate on the Hopfield query), sigmoid, softplus, stablemax, softpick, outgate (an output gate on the
+Hopfield query), plus gsh (the paper's learnable-alpha entmax) and sparsemax.
 Any CSV in the ETT / WTH layout: --config.data.dataset=csv:/path/file.csv
 """
 from outeffhop_jax.train import forecasting

@@ -6,7 +6,8 @@ token) and a 3x higher peak learning rate (3e-3) reach avg kurtosis ~7 (max ~38,
 in 1,500 steps x 32 x 64 = 3.1 M tokens, about 4 minutes a variant on 2 idle cores.
 
   python -m outeffhop_jax.analysis study --preset study_opt_cpu --out /tmp/study
-Variants: vanilla, softmax1, clipped, clipped1, gated, gated1.
+Variants: vanilla, softmax1, clipped, clipped1, gated, gated1, sigmoid, softplus, stablemax,
+softpick (normalizers without a sink) and outgate (softmax + an output gate).
 """
 from outeffhop_jax.train import config_lib
 

@@ -29,7 +29,7 @@ from flax import nnx
 
 from outeffhop_jax.analysis import quant
 from outeffhop_jax.nn import MultiHeadAttention
-from outeffhop_jax.nn.gates import AttentionGate
+from outeffhop_jax.nn.gates import AttentionGate, OutputGate, apply_gate
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
 
 # Top-level children kept in float per family (the papers keep the task head unquantized).
@@ -151,9 +151,7 @@ class QuantAttention(nnx.Module):
     ctx = jnp.einsum("bkgts,bskh->btkgh", p_BNTS.reshape(B, K, N // K, T, S),
                      v_BSKH.astype(jnp.float32))
     ctx_BTNH = ctx.reshape(B, T, N, H).astype(q_BTNH.dtype)
-    if a.gate is not None:  # the gate itself stays in float
-      g_BTN = a.gate(x_BTD.reshape(B, T, N, H))
-      ctx_BTNH = ctx_BTNH * g_BTN[..., None].astype(ctx_BTNH.dtype)
+    ctx_BTNH = apply_gate(a.gate, x_BTD, ctx_BTNH)  # the gate itself stays in float
     ctx_BTNH = self.context_q(ctx_BTNH)
     if self.capture_intermediates:
       self.sow(nnx.Intermediate, "context", ctx_BTNH)
@@ -207,7 +205,7 @@ def quantize_model(model: nnx.Module, family: str, cfg: QuantConfig = QuantConfi
         new = dense(child, key)
       elif isinstance(child, nnx.LayerNorm):
         new = QuantOut(child, make_q(), make_q())
-      elif isinstance(child, (AttentionGate, ActQuantizer, QuantOut, QuantAttention)):
+      elif isinstance(child, (AttentionGate, OutputGate, ActQuantizer, QuantOut, QuantAttention)):
         continue
       elif isinstance(child, nnx.Module) or isinstance(child, nnx.List):
         rewrite(child, False)

@@ -20,8 +20,10 @@ from outeffhop_jax.nn.gates import check_gate
 class AttentionOptions:
   """Fields shared by every model config.
 
-  normalizer: `ops.get_normalizer` spec ("softmax", "softmax1", "clipped:-0.03:1", ...).
-  gate: "none" | "linear" | "mlp" (gated attention); gate_init: pi_init, the initial gate probability.
+  normalizer: `ops.get_normalizer` spec ("softmax", "softmax1", "clipped:-0.03:1", "sigmoid", ...).
+  gate: "none" | "linear" | "mlp" (gated attention, Bondarenko et al.) | "output_headwise" |
+    "output_elementwise" (output gate, Qiu et al.); gate_init: pi_init, the initial gate probability
+    (every gate's bias starts at logit(pi_init); see `nn.gates`).
   sinks: "none" | "learned" (per head, init 0) | a fixed sink logit (float).
   attention_impl: `ops.dot_product_attention` implementation ("reference", "blockwise", None, ...).
   dtype: compute dtype name ("float32", "bfloat16"); param_dtype: parameter dtype name.
@@ -44,6 +46,7 @@ class AttentionOptions:
     check_gate(self.gate)
     if parse_sinks(self.sinks) is not None and ops.get_normalizer(self.normalizer).kind != "sink":
       raise ValueError(f"sinks={self.sinks!r} needs a softmax-family normalizer, got {self.normalizer!r}")
+    ops.attention.check_implementation(self.normalizer, self.attention_impl)
     for name in ("dtype", "param_dtype"):
       try:
         jnp.dtype(getattr(self, name))

@@ -2,7 +2,8 @@
 
     q_BTNH = x W_q,  k_BSKH = c W_k,  v_BSKH = c W_v          (c = x for self-attention)
     ctx_BTNH = ops.dot_product_attention(q, k, v, normalizer, mask, causal, sinks)
-    ctx_BTNH *= sigmoid(G(x_BTNH))                             (gate "linear" / "mlp", optional)
+    ctx_BTNH *= sigmoid(G(x_BTNH))        (gate "linear" / "mlp", Bondarenko et al., optional)
+    ctx_BTNH *= sigmoid(x_BTD W_g + b)    (gate "output_headwise" / "output_elementwise", Qiu et al.)
     y_BTD = ctx W_o
 The math lives in `outeffhop_jax.ops`; this module only owns parameters, the gate and dropout.
 """
@@ -13,7 +14,7 @@ from flax import nnx
 
 from outeffhop_jax import ops
 from outeffhop_jax.nn import _init
-from outeffhop_jax.nn.gates import AttentionGate, check_gate
+from outeffhop_jax.nn.gates import HEAD_GATES, apply_gate, check_gate, make_gate
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
 
 
@@ -60,7 +61,8 @@ class MultiHeadAttention(nnx.Module):
     num_heads: N query heads. head_dim: H (default D // N). num_kv_heads: K, dividing N (default N).
     d_context: width of the cross-attention context c_BSD (default D).
     normalizer: spec or `ops.Normalizer` ("softmax", "softmax1", "clipped:-0.03:1", ...).
-    gate: "none", "linear" or "mlp" (needs D == N * H); gate_init: its initial probability pi_init.
+    gate: "none", "linear" or "mlp" (per-head slices of x: needs D == N * H), "output_headwise" or
+      "output_elementwise" (of all of x); gate_init: the initial probability pi_init (see `nn.gates`).
     sinks: "none", a fixed sink logit (float; 0.0 is softmax1), or "learned" (one per head, init 0).
       Only for the softmax/sink family of normalizers.
     implementation: passed to `ops.dot_product_attention` ("reference", "blockwise", None, ...).
@@ -87,12 +89,13 @@ class MultiHeadAttention(nnx.Module):
     sink_spec = parse_sinks(sinks)
     if sink_spec is not None and self.norm.kind != "sink":
       raise ValueError(f"sinks={sinks!r} needs a softmax-family normalizer, got {self.norm.spec!r}")
-    if gate != "none" and d_model != num_heads * head_dim:
+    if gate in HEAD_GATES and d_model != num_heads * head_dim:
       raise ValueError(f"gate={gate!r} cuts the input into head-sized slices and needs d_model "
                        f"({d_model}) == num_heads * head_dim ({num_heads} * {head_dim})")
     if implementation not in ops.attention.IMPLEMENTATIONS:
       raise ValueError(f"implementation must be one of {ops.attention.IMPLEMENTATIONS}, "
                        f"got {implementation!r}")
+    ops.attention.check_implementation(self.norm, implementation)  # fused paths: sink family only
     if not 0.0 <= dropout_rate < 1.0:
       raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
     self.d_model, self.num_heads, self.head_dim = d_model, num_heads, head_dim
@@ -106,9 +109,8 @@ class MultiHeadAttention(nnx.Module):
     self.value = HeadsIn(self.d_context, num_kv_heads, head_dim, kernel_init=kernel_init, **kw)
     self.out = HeadsOut(num_heads, head_dim, d_model, kernel_init=out_kernel_init or kernel_init,
                         **kw)
-    self.gate = (None if gate == "none" else
-                 AttentionGate(num_heads, head_dim, kind=gate, pi_init=gate_init,
-                               param_dtype=param_dtype, rngs=rngs))
+    self.gate = make_gate(gate, d_model=d_model, num_heads=num_heads, head_dim=head_dim,
+                          pi_init=gate_init, param_dtype=param_dtype, rngs=rngs)
     self.sinks = (_init.param(rngs, _init.zeros, (num_heads,), ("heads",), jnp.float32)
                   if sink_spec == "learned" else None)
     self.fixed_sink = None if sink_spec == "learned" else sink_spec  # None or a float
@@ -155,9 +157,7 @@ class MultiHeadAttention(nnx.Module):
     else:
       ctx_BTNH = ops.dot_product_attention(q_BTNH, k_BSKH, v_BSKH, implementation=self.implementation,
                                            **kw)
-    if self.gate is not None:
-      g_BTN = self.gate(x_BTD.reshape(B, T, self.num_heads, self.head_dim))
-      ctx_BTNH = ctx_BTNH * g_BTN[..., None].astype(ctx_BTNH.dtype)
+    ctx_BTNH = apply_gate(self.gate, x_BTD, ctx_BTNH)
     if self.capture_intermediates:
       self.sow(nnx.Intermediate, "context", ctx_BTNH)
     return self.out(ctx_BTNH)

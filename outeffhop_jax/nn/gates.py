@@ -1,12 +1,24 @@
-"""Gated attention (Bondarenko et al., "Quantizable Transformers", 2023), per head and per token.
+"""Attention gates: per token and per head, sigmoid gates on the attention context before W_o.
 
+Bondarenko et al., "Quantizable Transformers", 2023 -- gates of per-head slices of the input:
     out_BTNH = sigmoid(G_n(x_BTNH)) * attn_BTNH
-
 x_BTNH is the attention *input* hidden state x_BTD cut into N head-sized slices (D = N * H).
   "linear":  G_n(x) = <w_n, x> + b_n                       weights [N, H], bias [N]
   "mlp":     G_n(x) = <w2_n, relu(W1_n x + b1_n)> + b2_n   W1 [N, H, H/4], w2 [N, H/4]
-All heads are computed by one einsum over head-stacked weights (no per-head loop). The output bias
-starts at logit(pi_init), so every gate opens to pi_init at initialisation (0.25 for OPT/ViT).
+Qiu et al., "Gated Attention for Large Language Models: Non-linearity, Sparsity, and
+Attention-Sink-Free", 2025 -- gates of the whole input, on the SDPA output Y_BTNH:
+    Y'_BTNH = Y_BTNH * sigmoid(x_BTD W_g + b)
+x_BTD is the tensor that feeds Q/K/V (after the pre-norm in pre-norm models).
+  "output_headwise":     W_g [D, N],    b [N]      one gate per head and token
+  "output_elementwise":  W_g [D, N, H], b [N, H]   one gate per head dimension and token
+All heads are computed by one einsum over head-stacked weights (no per-head loop).
+
+Initialisation, the same rule for every gate: the output bias starts at logit(pi_init), so a gate
+is exactly pi_init (`gate_init`, 0.25 for OPT/ViT) where its input is 0 and sigmoid of a logit
+centred on logit(pi_init) elsewhere; the weights are N(0, 1/fan_in) (std 1/sqrt(H) for the head
+gates, 1/sqrt(D) for the output gates), so the logit's spread is about the input's rms. The output
+gates keep float32 parameters whatever the model's param_dtype (as the learned sinks do) and, like
+the head gates, compute in float32; W8A8 keeps every gate in float.
 """
 from __future__ import annotations
 
@@ -18,7 +30,9 @@ from flax import nnx
 
 from outeffhop_jax.nn import _init
 
-GATES = ("none", "linear", "mlp")
+HEAD_GATES = ("linear", "mlp")  # Bondarenko et al.: per-head slices of x
+OUTPUT_GATES = ("output_headwise", "output_elementwise")  # Qiu et al.: all of x
+GATES = ("none",) + HEAD_GATES + OUTPUT_GATES
 
 
 def check_gate(gate) -> str:
@@ -38,8 +52,9 @@ class AttentionGate(nnx.Module):
 
   def __init__(self, num_heads: int, head_dim: int, *, kind: str = "linear", pi_init: float = 0.25,
                param_dtype=jnp.float32, rngs: nnx.Rngs):
-    if check_gate(kind) == "none":
-      raise ValueError("AttentionGate needs gate 'linear' or 'mlp'; use no gate module for 'none'")
+    if check_gate(kind) not in HEAD_GATES:
+      raise ValueError(f"AttentionGate needs gate 'linear' or 'mlp', got {kind!r} (use OutputGate for "
+                       f"{OUTPUT_GATES}, no gate module for 'none')")
     N, H = num_heads, head_dim
     self.kind = kind
     bias_init = nnx.initializers.constant(logit(pi_init))
@@ -63,3 +78,56 @@ class AttentionGate(nnx.Module):
       h_BTNF = jax.nn.relu(jnp.einsum("btnh,nhf->btnf", x, self.w1[...]) + self.b1[...])
       logits_BTN = jnp.einsum("btnf,nf->btn", h_BTNF, self.w2[...]) + self.b2[...]
     return jax.nn.sigmoid(logits_BTN)
+
+
+class OutputGate(nnx.Module):
+  """Qiu et al.'s output gate g = sigmoid(x_BTD W_g + b), float32: g_BTN (headwise) or g_BTNH."""
+
+  def __init__(self, d_model: int, num_heads: int, head_dim: int, *,
+               kind: str = "output_elementwise", pi_init: float = 0.25, rngs: nnx.Rngs):
+    if check_gate(kind) not in OUTPUT_GATES:
+      raise ValueError(f"OutputGate needs gate {OUTPUT_GATES[0]!r} or {OUTPUT_GATES[1]!r}, "
+                       f"got {kind!r}")
+    D, N, H = d_model, num_heads, head_dim
+    self.kind = kind
+    bias_init = nnx.initializers.constant(logit(pi_init))
+    init = _init.normal(1.0 / math.sqrt(D))
+    if kind == "output_headwise":
+      self.w = _init.param(rngs, init, (D, N), ("embed", "heads"), jnp.float32)
+      self.b = _init.param(rngs, bias_init, (N,), ("heads",), jnp.float32)
+    else:
+      self.w = _init.param(rngs, init, (D, N, H), ("embed", "heads", "kv"), jnp.float32)
+      self.b = _init.param(rngs, bias_init, (N, H), ("heads", "kv"), jnp.float32)
+
+  def __call__(self, x_BTD):
+    x = x_BTD.astype(jnp.float32)
+    if self.kind == "output_headwise":
+      return jax.nn.sigmoid(jnp.einsum("btd,dn->btn", x, self.w[...]) + self.b[...])
+    return jax.nn.sigmoid(jnp.einsum("btd,dnh->btnh", x, self.w[...]) + self.b[...])
+
+
+def make_gate(kind: str, *, d_model: int, num_heads: int, head_dim: int, pi_init: float,
+              param_dtype=jnp.float32, rngs: nnx.Rngs):
+  """The gate module of `kind` (None for "none"); head gates need d_model == num_heads * head_dim."""
+  if check_gate(kind) == "none":
+    return None
+  if kind in OUTPUT_GATES:
+    return OutputGate(d_model, num_heads, head_dim, kind=kind, pi_init=pi_init, rngs=rngs)
+  if d_model != num_heads * head_dim:
+    raise ValueError(f"gate={kind!r} cuts the input into head-sized slices and needs d_model "
+                     f"({d_model}) == num_heads * head_dim ({num_heads} * {head_dim})")
+  return AttentionGate(num_heads, head_dim, kind=kind, pi_init=pi_init, param_dtype=param_dtype,
+                       rngs=rngs)
+
+
+def apply_gate(gate, x_BTD, ctx_BTNH):
+  """ctx_BTNH times its gate of input x_BTD [B, T, D] (None: unchanged); ctx's dtype."""
+  if gate is None:
+    return ctx_BTNH
+  B, T, N, _ = ctx_BTNH.shape
+  if isinstance(gate, OutputGate):
+    g = gate(x_BTD)
+    g_BTNH = g[..., None] if g.ndim == 3 else g
+  else:
+    g_BTNH = gate(x_BTD.reshape(B, T, N, -1))[..., None]
+  return ctx_BTNH * g_BTNH.astype(ctx_BTNH.dtype)

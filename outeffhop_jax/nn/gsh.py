@@ -21,7 +21,8 @@ from flax import nnx
 
 from outeffhop_jax import ops
 from outeffhop_jax.nn import _init
-from outeffhop_jax.nn.gates import AttentionGate, check_gate
+from outeffhop_jax.nn.gates import (OUTPUT_GATES, AttentionGate, OutputGate, apply_gate,
+                                    check_gate)
 from outeffhop_jax.nn.hopfield import Hopfield, HopfieldLayer, HopfieldPooling
 from outeffhop_jax.ops import registry
 
@@ -79,6 +80,8 @@ class GSH(Hopfield):
     gate: "none" | "linear" | "mlp": gated attention (Bondarenko et al.) per head, conditioned on
       the head's state pattern (query) q_BTNH, since a Hopfield layer projects its raw state into
       the association space first; the gate scales Z per head before the output projection.
+      "output_headwise" | "output_elementwise" (Qiu et al.): conditioned on all heads' state
+      patterns q_BT(N*H) together, one gate per head / per pattern dimension of Z.
   Attributes `capture_intermediates` / `capture_attention_probs` sow "context" [B, T, N, P] and
   "attn_probs" [B, N, T, S] (float32) as nnx.Intermediate, as `MultiHeadAttention` does.
   """
@@ -90,10 +93,14 @@ class GSH(Hopfield):
     super().__init__(input_size, normalizer=norm, rngs=rngs, **hopfield_kwargs)
     self.alpha_logit = (_init.param(rngs, nnx.initializers.constant(alpha_logit(norm.alpha)), (),
                                     (), jnp.float32) if learn_alpha else None)
-    self.gate = (None if gate == "none" else
-                 AttentionGate(self.num_heads, self.hidden_size, kind=gate, pi_init=gate_init,
-                               param_dtype=hopfield_kwargs.get("param_dtype", jnp.float32),
-                               rngs=rngs))
+    if gate in OUTPUT_GATES:
+      self.gate = OutputGate(self.num_heads * self.hidden_size, self.num_heads, self.pattern_size,
+                             kind=gate, pi_init=gate_init, rngs=rngs)
+    else:
+      self.gate = (None if gate == "none" else
+                   AttentionGate(self.num_heads, self.hidden_size, kind=gate, pi_init=gate_init,
+                                 param_dtype=hopfield_kwargs.get("param_dtype", jnp.float32),
+                                 rngs=rngs))
     self.capture_intermediates = False
     self.capture_attention_probs = False
 
@@ -116,8 +123,7 @@ class GSH(Hopfield):
       p_BNTS = ops.attention_weights(self.retrieve(q_BTNH, k_BSNH, norm), k_BSNH, normalizer=norm,
                                      mask=mask, scale=self.beta)
       self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
-    if self.gate is not None:
-      z_BTNP = z_BTNP * self.gate(q_BTNH)[..., None].astype(z_BTNP.dtype)
+    z_BTNP = apply_gate(self.gate, q_BTNH.reshape(q_BTNH.shape[:2] + (-1,)), z_BTNP)
     if self.capture_intermediates:
       self.sow(nnx.Intermediate, "context", z_BTNP)
     return z_BTNP

@@ -8,11 +8,15 @@ Layout as `jax.nn.dot_product_attention`: query [B, T, N, H], key/value [B, S, K
 With a sink logit s_n per head (softmax1 is s = 0) the probabilities of a row sum to < 1 and a fully
 masked row gives exactly 0 output. Implementations:
   "reference"  materialises the [B, N, T, S] scores (XLA); every normalizer.
-  "blockwise"  pure-JAX flash attention (`ops.blockwise_attention`): O(T * block_k) memory; sink family.
+  "blockwise"  pure-JAX flash attention, O(T * block_k) memory: the sink family
+               (`ops.blockwise_attention`) and the kinds "elementwise" / "l1" (sigmoid, softplus,
+               stablemax, softpick: `ops.blockwise_alternatives`).
   "pallas"     the Pallas flash kernel with a sink logit (`outeffhop_jax.kernels`); interpret mode on CPU.
   "cudnn"      `jax.nn.dot_product_attention` with one zero key/value appended as the sink (GPU).
   "splash"     JAX's TPU splash attention with sinks.
   None         the best available for the platform (see `select_implementation`).
+The fused paths ("pallas", "cudnn", "splash") take the sink family only; any other normalizer
+raises a ValueError before any compute.
 """
 from __future__ import annotations
 
@@ -25,9 +29,12 @@ import jax.numpy as jnp
 from outeffhop_jax.ops import _checks
 from outeffhop_jax.ops import fused
 from outeffhop_jax.ops.blockwise import blockwise_attention
+from outeffhop_jax.ops.blockwise_alternatives import blockwise_alternative_attention
 from outeffhop_jax.ops.registry import Normalizer, get_normalizer
 
 IMPLEMENTATIONS = ("reference", "blockwise", "pallas", "cudnn", "splash", None)
+FUSED = ("pallas", "cudnn", "splash")
+BLOCKWISE_KINDS = ("sink", "elementwise", "l1")  # the kinds "blockwise" computes
 
 
 def _as_4d_mask(mask, B, N, T, S):
@@ -135,15 +142,16 @@ def select_implementation(normalizer, *, shape=None, mask=None, platform=None) -
 
   Accelerators: the Pallas flash kernel (TPU: splash when head_dim is a multiple of 128), falling
   back to "blockwise" when a kernel does not fit. CPU: "reference", or "blockwise" once the
-  [B, N, T, S] float32 scores would pass 1 GiB. Normalizers outside the sink family: "reference".
+  [B, N, T, S] float32 scores would pass 1 GiB. Kinds "elementwise" / "l1" (no fused kernel): that
+  same CPU rule on every platform. Kinds "clipped" / "sparse": "reference".
   shape: (B, T, N, S, H) of the call.
   """
   norm = get_normalizer(normalizer)
   platform = platform or jax.default_backend()
-  if norm.kind != "sink":
+  if norm.kind not in BLOCKWISE_KINDS:
     return "reference"
   B, T, N, S, H = shape or (1, 1, 1, 1, 128)
-  if platform == "cpu":
+  if platform == "cpu" or norm.kind != "sink":
     return "blockwise" if 4 * B * N * T * S > _REFERENCE_SCORE_BYTES else "reference"
   ok, reason = _fused_ok(mask, H, platform)
   if not ok:
@@ -154,6 +162,20 @@ def select_implementation(normalizer, *, shape=None, mask=None, platform=None) -
   return "pallas"
 
 
+def check_implementation(normalizer, implementation) -> None:
+  """Raises ValueError, before any compute, if `implementation` cannot run `normalizer`."""
+  norm = get_normalizer(normalizer)
+  if implementation in FUSED and norm.kind != "sink":
+    raise ValueError(f"implementation {implementation!r} supports only the softmax/sink family; use "
+                     f"'reference' or 'blockwise' for normalizer {norm.spec!r}"
+                     if norm.kind in BLOCKWISE_KINDS else
+                     f"implementation {implementation!r} supports only the softmax/sink family; use "
+                     f"'reference' for normalizer {norm.spec!r}")
+  if implementation == "blockwise" and norm.kind not in BLOCKWISE_KINDS:
+    raise ValueError(f"implementation 'blockwise' supports the softmax/sink family and sigmoid, "
+                     f"softplus, stablemax, softpick; use 'reference' for normalizer {norm.spec!r}")
+
+
 def dot_product_attention(query, key, value, *, normalizer="softmax1", mask=None, causal=False,
                           sinks=None, scale=None, implementation="reference", block_k=None):
   """Multi-head attention with a normalizer from the registry (default Softmax_1).
@@ -161,7 +183,8 @@ def dot_product_attention(query, key, value, *, normalizer="softmax1", mask=None
   Args:
     query: [B, T, N, H] float.
     key, value: [B, S, K, H] float, K divides N (grouped-query attention).
-    normalizer: spec string or `Normalizer` ("softmax", "softmax1", "softmax_n:N", "clipped:G:Z", ...).
+    normalizer: spec string or `Normalizer` ("softmax", "softmax1", "softmax_n:N", "clipped:G:Z",
+      "sigmoid", "softplus", "stablemax", "softpick", ...).
     mask: boolean, broadcastable to [B, N, T, S]; True = attend.
     causal: key j is visible to query i iff j <= i (top-left aligned, as jax.nn).
     sinks: optional per-head sink logits [N] (or a scalar); overrides the normalizer's sink, so
@@ -178,14 +201,15 @@ def dot_product_attention(query, key, value, *, normalizer="softmax1", mask=None
   norm = get_normalizer(normalizer)
   if sinks is not None and norm.kind != "sink":
     raise ValueError(f"sinks are only defined for the softmax/sink family, not normalizer {norm.spec!r}")
+  check_implementation(norm, implementation)
   mask4 = None if mask is None else _as_4d_mask(mask, B, N, T, S)
   if implementation is None:
     implementation = select_implementation(norm, shape=(B, T, N, S, H), mask=mask4)
   if implementation == "reference":
     return _reference_attention(query, key, value, norm, mask, causal, sinks, scale)
-  if norm.kind != "sink":
-    raise ValueError(f"implementation={implementation!r} supports the softmax/sink family only "
-                     f"(softmax, softmax1, softmax_n); normalizer {norm.spec!r} needs 'reference'")
+  if norm.kind != "sink":  # "blockwise" with an elementwise / l1 normalizer
+    return blockwise_alternative_attention(query, key, value, norm, mask=mask4, causal=causal,
+                                           scale=scale, block_k=block_k)
   sinks_N = _sinks_for(norm, sinks, N)
   if implementation == "blockwise":
     if sinks_N is None:

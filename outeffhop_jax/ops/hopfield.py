@@ -10,7 +10,9 @@ with Psi* the convex conjugate of the normalizer's regulariser, so that grad Psi
     "sparsemax", "entmax:A"  Psi*(z) = <p, z> + H_A(p), p = entmax_A(z), H_A the Tsallis entropy
                     (generalized sparse Hopfield, Hu et al. 2023; A = 2 is sparsemax).
 The CCCP retrieval update is x' = Xi^T normalizer(beta Xi x) = x - grad E(x), and E never increases
-along it.
+along it. `hopfield_update` / `hopfield_retrieve` take any registry normalizer (the same update with
+clipped, sigmoid, softplus, stablemax or softpick weights), but those have no energy: for them
+`hopfield_energy` raises a ValueError.
 
 OutEffHop as beta -> infinity: one update retrieves the best-matching memory if its similarity is
 positive and the zero vector (the no-op memory) if every similarity is negative. The zero vector is

@@ -1,7 +1,18 @@
 """One registry of attention normalizers, addressed by a spec string, for every layer and model.
 
 Specs: "softmax", "softmax1", "softmax_n:N", "clipped:GAMMA:ZETA", "clipped1:GAMMA:ZETA",
-"sparsemax", "entmax:ALPHA". `get_normalizer(spec)` returns a callable `Normalizer`.
+"sparsemax", "entmax:ALPHA", "sigmoid", "sigmoid:B", "softplus", "stablemax", "softpick",
+"softpick:EPS". `get_normalizer(spec)` returns a callable `Normalizer`.
+
+Kinds (`Normalizer.kind`), which decide what the attention paths and Hopfield ops can do with one:
+  "sink"         softmax family, exp(x) / (exp(sink) + sum exp(x)): every attention path, sinks,
+                 a Hopfield energy.
+  "clipped"      clipped softmax / softmax1: "reference" attention only, no Hopfield energy.
+  "sparse"       sparsemax / entmax: "reference" attention only, a Tsallis Hopfield energy.
+  "elementwise"  sigmoid: p_i depends on x_i alone (and the row's valid count n), no row sum;
+                 "reference" and "blockwise" attention, no Hopfield energy.
+  "l1"           softplus (LSSA), stablemax, softpick: a non-negative score divided by a row sum
+                 (`score` names which); "reference" and "blockwise" attention, no Hopfield energy.
 """
 from __future__ import annotations
 
@@ -11,11 +22,15 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from outeffhop_jax.ops import alternatives as A
 from outeffhop_jax.ops import normalizers as N
 from outeffhop_jax.ops import sparse as S
 
-VALID_SPECS = ('"softmax", "softmax1", "softmax_n:N" (N > 0), "clipped:GAMMA:ZETA", '
-               '"clipped1:GAMMA:ZETA" (GAMMA <= 0, ZETA >= 1), "sparsemax", "entmax:ALPHA" (1 < ALPHA <= 2)')
+VALID_SPECS = ('"softmax", "softmax1", "softmax_n:N" (N > 0) [kind sink], "clipped:GAMMA:ZETA", '
+               '"clipped1:GAMMA:ZETA" (GAMMA <= 0, ZETA >= 1) [kind clipped], "sparsemax", '
+               '"entmax:ALPHA" (1 < ALPHA <= 2) [kind sparse], "sigmoid", "sigmoid:B" (fixed bias B) '
+               '[kind elementwise], "softplus", "stablemax", "softpick", "softpick:EPS" (EPS >= 0) '
+               '[kind l1]')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,10 +39,14 @@ class Normalizer:
 
   Attributes:
     spec: the canonical spec string.
-    kind: "sink" (softmax family: exp(x) / (exp(sink) + sum exp(x))), "clipped" or "sparse".
+    kind: "sink" (softmax family: exp(x) / (exp(sink) + sum exp(x))), "clipped", "sparse",
+      "elementwise" (sigmoid) or "l1" (softplus, stablemax, softpick); see the module docstring.
     sink: sink logit for kind "sink" (-inf = softmax, 0 = softmax1, log N = softmax_n); None otherwise.
     gamma, zeta: clipping parameters of kind "clipped"; `base_sink` is the sink of the clipped base.
     alpha: entmax alpha of kind "sparse" (2 = sparsemax).
+    score: the map of kinds "elementwise" / "l1": "sigmoid", "softplus", "stablemax" or "softpick".
+    bias: fixed sigmoid bias ("sigmoid:B"); None = -log n, n the row's number of valid keys.
+    eps: softpick's denominator epsilon.
   """
   spec: str
   kind: str
@@ -36,6 +55,9 @@ class Normalizer:
   zeta: float | None = None
   base_sink: float | None = None
   alpha: float | None = None
+  score: str | None = None
+  bias: float | None = None
+  eps: float | None = None
 
   def __call__(self, x, axis: int = -1, where=None):
     return _apply(self, x, axis, where)
@@ -84,7 +106,15 @@ def _apply(norm: Normalizer, x, axis, where):
     if where is not None:
       p = jnp.where(where, p, 0.0)
     return p.astype(dtype)
-  raise ValueError(f"unknown normalizer kind {norm.kind!r}")
+  if norm.kind == "elementwise" and norm.score == "sigmoid":
+    return A.sigmoid_attention(x, norm.bias, axis=axis, where=where)
+  if norm.kind == "l1" and norm.score == "softplus":
+    return A.softplus_attention(x, axis=axis, where=where)
+  if norm.kind == "l1" and norm.score == "stablemax":
+    return A.stablemax(x, axis=axis, where=where)
+  if norm.kind == "l1" and norm.score == "softpick":
+    return A.softpick(x, norm.eps, axis=axis, where=where)
+  raise ValueError(f"unknown normalizer kind {norm.kind!r} (score {norm.score!r}) of {norm.spec!r}")
 
 
 def _floats(spec: str, parts: list[str], n: int) -> list[float]:
@@ -126,4 +156,20 @@ def get_normalizer(spec) -> Normalizer:
     if not 1.0 < alpha <= 2.0:
       raise ValueError(f"entmax needs 1 < ALPHA <= 2, got {spec!r}")
     return Normalizer(spec, "sparse", alpha=alpha)
+  if name == "sigmoid":
+    if not parts:
+      return Normalizer("sigmoid", "elementwise", score="sigmoid")
+    (bias,) = _floats(spec, parts, 1)
+    if not math.isfinite(bias):
+      raise ValueError(f"sigmoid:B needs a finite bias B, got {spec!r}")
+    return Normalizer(f"sigmoid:{parts[0]}", "elementwise", score="sigmoid", bias=bias)
+  if name in ("softplus", "stablemax") and not parts:
+    return Normalizer(name, "l1", score=name)
+  if name == "softpick":
+    if not parts:
+      return Normalizer("softpick", "l1", score="softpick", eps=A.SOFTPICK_EPS)
+    (eps,) = _floats(spec, parts, 1)
+    if not 0.0 <= eps < math.inf:
+      raise ValueError(f"softpick:EPS needs a finite EPS >= 0, got {spec!r}")
+    return Normalizer(f"softpick:{parts[0]}", "l1", score="softpick", eps=eps)
   raise ValueError(f"unknown normalizer spec {spec!r}; valid forms: {VALID_SPECS}")

@@ -15,7 +15,17 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-VARIANTS = ("vanilla", "softmax1", "clipped", "clipped1", "gated", "gated1")
+VARIANTS = ("vanilla", "softmax1", "clipped", "clipped1", "gated", "gated1",
+            "sigmoid", "softplus", "stablemax", "softpick", "outgate")
+
+# The field's other answers to the attention sink: a normalizer each, no gate (sigmoid:
+# Ramapuram et al. 2025, softplus: LSSA of Gao & Spratling 2025, stablemax: Prieto et al. 2025,
+# softpick: Zuhri et al. 2025; see ops.alternatives) ...
+ALTERNATIVE_NORMALIZERS = {"sigmoid": "sigmoid", "softplus": "softplus", "stablemax": "stablemax",
+                           "softpick": "softpick"}
+# ... and Qiu et al.'s output gate on softmax attention. Their gate sigmoid(X W) has no bias, so it
+# starts near sigmoid(0) = 0.5: here the bias starts at logit(0.5) = 0.
+OUTPUT_GATE, OUTPUT_GATE_INIT = "output_elementwise", 0.5
 
 # Clipped softmax stretch (Bondarenko et al.): zeta = 1 and gamma < 0. OPT uses gamma = -alpha / T
 # with alpha = 12 (gamma = -12/512 at the paper's block of 512); BERT a fixed gamma = -0.025.
@@ -36,6 +46,10 @@ def variant_overrides(family: str, variant: str, seq_len: int) -> dict:
   """Model-config overrides (normalizer spec, gate) for one of VARIANTS."""
   if variant not in VARIANTS:
     raise ValueError(f"config variant: unknown {variant!r} (one of {VARIANTS})")
+  if variant in ALTERNATIVE_NORMALIZERS:
+    return {"normalizer": ALTERNATIVE_NORMALIZERS[variant]}
+  if variant == "outgate":
+    return {"normalizer": "softmax", "gate": OUTPUT_GATE, "gate_init": OUTPUT_GATE_INIT}
   one = variant.endswith("1")
   base = variant.rstrip("1")
   if base == "clipped":

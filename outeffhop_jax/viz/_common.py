@@ -32,7 +32,7 @@ def check_normalizers(normalizers: Sequence[str]) -> tuple[str, ...]:
   specs = []
   for spec in normalizers:
     norm = get_normalizer(spec)  # raises a ValueError listing the valid specs
-    if norm.kind == "clipped":
+    if norm.kind not in ("sink", "sparse"):  # clipped, sigmoid, softplus, stablemax, softpick
       raise ValueError(f"normalizer {norm.spec!r} has no Hopfield energy; use softmax, softmax1, "
                        "softmax_n:N, sparsemax or entmax:ALPHA")
     specs.append(norm.spec)
