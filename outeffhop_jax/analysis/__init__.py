@@ -2,13 +2,14 @@
 
     from outeffhop_jax import analysis
     r = analysis.collect.collect(model, "opt", [(ids_BT, row_weights_B), ...])  # metrics
+    k = analysis.outlier_kinds.collect_kinds(model, "opt", batches)  # activation/weight/attention
     q = analysis.quantize_model(model, "opt", analysis.SETTINGS["W8A8"])       # module surgery
     analysis.calibrate(q, calibration_inputs)                                  # then frozen
     python -m outeffhop_jax.analysis study --preset opt_tiny --out /tmp/study  # the full study
 
 `runs` (trained runs, evaluation), `study`, `report`, `plots` and `qwix_w8a8` are imported on use.
 """
-from outeffhop_jax.analysis import collect
+from outeffhop_jax.analysis import collect, outlier_kinds
 from outeffhop_jax.analysis.metrics import (aggregate, as_rows, beyond_sigma_fraction, inf_norm, kurtosis,
                                             sink_rate, top_dims)
 from outeffhop_jax.analysis.quant import (batch_range, fake_quant, quant_params, quantize_weight,
@@ -18,5 +19,5 @@ from outeffhop_jax.analysis.w8a8 import (SETTINGS, ActQuantizer, QuantAttention,
 
 __all__ = ["SETTINGS", "ActQuantizer", "QuantAttention", "QuantConfig", "QuantOut", "aggregate",
            "as_rows", "batch_range", "beyond_sigma_fraction", "calibrate", "collect", "fake_quant",
-           "inf_norm", "kurtosis", "quant_params", "quantize_model", "quantize_weight", "set_mode",
-           "sink_rate", "top_dims", "update_range", "weight_range"]
+           "inf_norm", "kurtosis", "outlier_kinds", "quant_params", "quantize_model",
+           "quantize_weight", "set_mode", "sink_rate", "top_dims", "update_range", "weight_range"]

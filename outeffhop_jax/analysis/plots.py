@@ -4,6 +4,8 @@ per_layer.png    avg kurtosis and max inf-norm per layer, one line per variant
 dim_max.png      the largest |x| per hidden dimension over the outlier modules, per variant
 histograms.png   distribution of log10 |x| of each variant's max-inf-norm module
 attention_<variant>.png   attention probabilities of a few heads (first evaluation example)
+outlier_kinds.png per layer, one line per variant: activation max/median, weight max/median and
+                  the largest attention mass a key receives (the Systematic Outliers taxonomy)
 """
 from __future__ import annotations
 
@@ -79,12 +81,34 @@ def attention(maps: dict, title: str, max_heads: int = 4) -> Figure:
   return fig
 
 
+def outlier_kinds(results: dict) -> Figure | None:
+  """Per-layer profile of the three outlier kinds; None when no result has them."""
+  have = {v: r["outlier_kinds"]["per_layer"] for v, r in results.items() if r.get("outlier_kinds")}
+  if not have:
+    return None
+  fig = Figure(figsize=(13, 3.6))
+  panels = (("act_max_ratio", "activation max|x| / median|x|", "log"),
+            ("weight_max_ratio", "weight max|w| / median|w|", "log"),
+            ("attn_max_received", "max attention mass a key receives", "linear"))
+  for ax, (key, label, scale) in zip(fig.subplots(1, 3), panels):
+    for v, pl in have.items():
+      ax.plot(pl["layer"], pl[key], marker="o", label=v)
+    ax.set(xlabel="layer", ylabel=label, yscale=scale)
+  first = next(r["outlier_kinds"] for r in results.values() if r.get("outlier_kinds"))
+  ax.axhline(first["thresholds"]["sink_threshold"], color="grey", lw=0.8, ls="--")
+  ax.legend(fontsize=8)
+  return fig
+
+
 def write_all(study: dict, maps: dict, out: str) -> list[str]:
   """Writes every figure of the study under `out`; returns the paths."""
   results = study["results"]
   paths = [_save(per_layer(results), os.path.join(out, "per_layer.png")),
            _save(dim_max(results), os.path.join(out, "dim_max.png")),
            _save(histograms(results), os.path.join(out, "histograms.png"))]
+  kinds = outlier_kinds(results)
+  if kinds is not None:
+    paths.append(_save(kinds, os.path.join(out, "outlier_kinds.png")))
   for v, m in maps.items():
     if m:
       paths.append(_save(attention(m, v), os.path.join(out, f"attention_{v}.png")))

@@ -8,7 +8,9 @@ from __future__ import annotations
 import math
 
 LABELS = {"vanilla": "Vanilla", "softmax1": "OutEffHop (softmax1)", "clipped": "Clipped",
-          "clipped1": "Clipped OutEffHop", "gated": "Gated", "gated1": "Gated OutEffHop"}
+          "clipped1": "Clipped OutEffHop", "gated": "Gated", "gated1": "Gated OutEffHop",
+          "sigmoid": "Sigmoid attention", "softplus": "Softplus (LSSA)", "stablemax": "Stablemax",
+          "softpick": "Softpick", "outgate": "Output gate (Qiu et al.)"}
 PAIRS = (("vanilla", "softmax1"), ("clipped", "clipped1"), ("gated", "gated1"))
 
 # (avg kurtosis, max inf-norm, FP16 metric, W8A8 metric) -- OutEffHop (Hu et al., ICML 2024), Table 1.
@@ -128,4 +130,63 @@ def markdown(study: dict) -> str:
     lines.append(f"| {LABELS.get(v, v)} | {_f(s['max_kurtosis'])} ({s['max_kurtosis_module']}) | "
                  f"{s['max_inf_norm_module']} | {dims} |")
   lines += ["", "Module set: " + ", ".join(f"`{n}`" for n in first["outliers"]["module_set"]), ""]
+  lines += _kinds_section(results)
   return "\n".join(lines) + "\n"
+
+
+def _e(x):
+  """A fraction in scientific notation ("–" for None / NaN)."""
+  return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1e}"
+
+
+def _dims(ds, n=4):
+  if not ds:
+    return "–"
+  return ", ".join(map(str, ds[:n])) + (", …" if len(ds) > n else "")
+
+
+def _kinds_section(results: dict) -> list[str]:
+  """The Systematic Outliers taxonomy (An et al., ICLR 2025), one row per variant: which method
+  removes which kind. Variants without "outlier_kinds" (older results.json) get a row of dashes."""
+  rows = {v: r.get("outlier_kinds") for v, r in results.items()}
+  known = [k for k in rows.values() if k]
+  if not known:
+    return []
+  th = known[0]["thresholds"]
+  lines = ["## Outlier kinds (Systematic Outliers taxonomy)", "",
+           "| Method | Massive act. frac | Act max/median | Massive dims | W max/median | "
+           "W avg kurtosis | W outlier channels | LN γ max/median | Sink heads | "
+           "First-token mass | Max received | Mean row sum | Sink ‖v‖ / other |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for v, k in rows.items():
+    if not k:
+      lines.append(f"| {LABELS.get(v, v)} |" + " – |" * 12)
+      continue
+    s = k["summary"]
+    lines.append(
+        f"| {LABELS.get(v, v)} | {_e(s['act_massive_frac'])} | {_f(s['act_max_ratio'], 1)} | "
+        f"{_dims(s['act_outlier_dims'])} | {_f(s['weight_max_ratio'], 1)} | "
+        f"{_f(s['weight_avg_kurtosis'])} | {s['weight_outlier_channels']} | "
+        f"{_f(s['ln_gamma_max_ratio'], 1)} | {_f(s['attn_sink_head_frac'])} | "
+        f"{_f(s['attn_first_token_mass'], 3)} | {_f(s['attn_max_received_mass'], 3)} | "
+        f"{_f(s['attn_mean_row_sum'], 3)} | {_f(s['attn_sink_value_ratio'])} |")
+  lines += ["", "| Method | Shared act./weight dims | Massive act. at sink positions | "
+            "Sink positions | Weight outlier dims | LN γ outlier dims |",
+            "|---|---|---|---|---|---|"]
+  for v, k in rows.items():
+    if k:
+      s = k["summary"]
+      lines.append(f"| {LABELS.get(v, v)} | {_dims(s['shared_outlier_dims'])} | "
+                   f"{_f(s['act_in_sink_positions'])} | {_dims(s['attn_sink_positions'])} | "
+                   f"{_dims(s['weight_outlier_dims'])} | {_dims(s['ln_gamma_outlier_dims'])} |")
+  lines += ["", f"Activation: entries of the outlier modules with |x| > max({th['tau_abs']:g}, "
+            f"{th['k']:g} × the sequence's median |x|) (Sun et al.'s massive activations); "
+            "act max/median = max over modules and sequences of max |x| / median |x|. "
+            "Weight: kernels of every projection as [fan_in, fan_out]; max|w| / median|w| (max "
+            "over matrices), Pearson kurtosis (mean over matrices), channels whose max |w| > "
+            f"{th['weight_k']:g} × the median channel max; LN γ: max|γ| / median|γ|. Attention: "
+            "mass a key receives = mean over queries of its probability; a sink is a key receiving "
+            f"> {th['sink_threshold']:g} in a head; rows of softmax1 / sigmoid-type normalizers "
+            "need not sum to 1 (mean row sum). The kinds are those of An et al. (ICLR 2025); the "
+            "thresholds are this project's operationalisation (outlier_kinds.py).", ""]
+  return lines

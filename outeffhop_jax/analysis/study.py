@@ -5,8 +5,10 @@
 Per variant: `train.py --config configs/<preset>.py:<variant> --workdir <root>/<preset>_<variant>`
 (skipped when the workdir already holds the final checkpoint, resumed when it holds an earlier
 one), then on the run's evaluation batches: the float metric, the outlier metrics (`collect`) and
-the fake-quantized metric of every setting (`w8a8.SETTINGS`), each calibrated on `calib_subsets`
-disjoint subsets of training batches (mean +- std). Writes results.json, results.md and plots.
+the three outlier kinds of the Systematic Outliers taxonomy (`outlier_kinds`: activation, weight
+and attention outliers) and the fake-quantized metric of every setting (`w8a8.SETTINGS`), each
+calibrated on `calib_subsets` disjoint subsets of training batches (mean +- std). Writes
+results.json, results.md and plots. Variants are any names configs/<preset>.py accepts.
 """
 from __future__ import annotations
 
@@ -39,6 +41,9 @@ class StudyOptions:
   settings: tuple[str, ...] = ("W8A8", "W6A8", "W4A8", "W6A6")
   percentile: float | None = None           # activation ranges from percentiles instead of min-max
   qwix: bool = False                        # also the labelled qwix protocol ("qwix-W8A8")
+  # Massive-activation criterion (tau_abs, k): |x| > max(tau_abs, k * median |x|); default Sun et
+  # al.'s (100, 1000) = outlier_kinds.MASSIVE_ABS / MASSIVE_RATIO.
+  massive: tuple[float, float] = (100.0, 1000.0)
   configs_dir: str = os.path.join(REPO, "configs")
   train_script: str = os.path.join(REPO, "train.py")
   plots: bool = True
@@ -120,7 +125,7 @@ def train_variant(opts: StudyOptions, variant: str, log=print) -> str:
 
 def analyse_variant(workdir: str, opts: StudyOptions, log=print) -> tuple[dict, dict]:
   """(JSON-ready results, attention maps) of one trained run."""
-  from outeffhop_jax.analysis import collect, runs, w8a8
+  from outeffhop_jax.analysis import collect, outlier_kinds, runs, w8a8
 
   t = time.perf_counter()
   run = runs.load_run(workdir)
@@ -129,6 +134,8 @@ def analyse_variant(workdir: str, opts: StudyOptions, log=print) -> tuple[dict, 
   fp = runs.evaluate_model(run.model, task, evs)
   outl = collect.collect(run.model, family, [(b.inputs, b.weights) for b in evs])
   maps = outl.pop("maps")
+  kinds = outlier_kinds.collect_kinds(run.model, family, [(b.inputs, b.weights) for b in evs],
+                                      tau_abs=opts.massive[0], k=opts.massive[1])
   n_cal = opts.calib_batches or CALIB_BATCHES[family]
   cal = [runs.calibration_inputs(run, s, n_cal) for s in range(opts.calib_subsets)]
   quantized = {}
@@ -147,7 +154,7 @@ def analyse_variant(workdir: str, opts: StudyOptions, log=print) -> tuple[dict, 
   result = {"workdir": os.path.abspath(workdir), "step": run.step, "family": family,
             "variant": run.config.variant, "normalizer": run.model_cfg.normalizer,
             "gate": run.model_cfg.gate, "fp": {**fp, key: runs.headline_value(fp, task.name)},
-            "outliers": outl, "quantized": quantized,
+            "outliers": outl, "outlier_kinds": kinds, "quantized": quantized,
             "calibration": {"subsets": opts.calib_subsets, "batches": n_cal,
                             "percentile": opts.percentile},
             "eval_batches": len(evs), "analysis_seconds": time.perf_counter() - t}
@@ -155,6 +162,12 @@ def analyse_variant(workdir: str, opts: StudyOptions, log=print) -> tuple[dict, 
       f"{outl['summary']['avg_kurtosis']:.2f}, max inf-norm {outl['summary']['max_inf_norm']:.2f}, "
       + ", ".join(f"{n} {v['mean']:.3f}+-{v['std']:.3f}" for n, v in quantized.items())
       + f" ({result['analysis_seconds']:.0f} s)")
+  ks = kinds["summary"]
+  log(f"[{result['variant']}] outlier kinds: activation max/median {ks['act_max_ratio']:.1f} "
+      f"(massive frac {ks['act_massive_frac']:.1e}), weight max/median "
+      f"{ks['weight_max_ratio']:.1f}, LN gamma max/median {ks['ln_gamma_max_ratio']:.1f}, "
+      f"sink heads {ks['attn_sink_head_frac']:.2f}, first-token mass "
+      f"{ks['attn_first_token_mass']:.3f}")
   return result, maps
 
 

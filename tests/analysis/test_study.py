@@ -2,11 +2,14 @@
 import json
 import os
 
+import pytest
+
 from outeffhop_jax.analysis import __main__ as cli
 from outeffhop_jax.analysis import qwix_w8a8
 
 FILES = ("results.json", "results.md", "per_layer.png", "dim_max.png", "histograms.png",
-         "attention_vanilla.png", "attention_softmax1.png", "attention_maps.npz")
+         "attention_vanilla.png", "attention_softmax1.png", "attention_maps.npz",
+         "outlier_kinds.png")
 
 
 def test_study_writes_every_output(small_study):
@@ -24,8 +27,13 @@ def test_study_writes_every_output(small_study):
     s = r["outliers"]["summary"]
     assert s["avg_kurtosis"] > 0 and s["max_inf_norm"] > 0 and 0 <= s["sink_rate"] <= 1
     assert r["fp"]["perplexity"] < 60  # it did train (byte vocabulary: ~260 at init)
+    k = r["outlier_kinds"]["summary"]  # the three kinds of the Systematic Outliers taxonomy
+    assert k["weight_num_matrices"] == 12 and k["attn_num_heads"] == 8 and k["weight_max_ratio"] > 1
+    assert 0 <= k["attn_sink_head_frac"] <= 1 and k["act_max_ratio"] > 1
+    assert (abs(k["attn_mean_row_sum"] - 1) < 1e-4) == (v == "vanilla")  # softmax1 rows sum below 1
   md = open(os.path.join(out, "results.md")).read()
   assert "| Vanilla |" in md and "W6A6" in md and "Avg kurtosis" in md
+  assert "## Outlier kinds (Systematic Outliers taxonomy)" in md
   assert sum("training" in m for m in lines) == 2
 
 
@@ -62,4 +70,13 @@ def test_study_on_stanhop_reports_mse_and_quantizes(tmp_path):
   w8 = r["quantized"]["W8A8"]
   assert len(w8["values"]) == 3 and all(0 < v < 10 for v in w8["values"])
   assert r["outliers"]["summary"]["num_modules"] > 0
+  assert r["outlier_kinds"]["summary"]["attn_num_heads"] > 0  # GSH maps, series folded into heads
   assert "| FP MSE |" in open(os.path.join(out, "results.md")).read()
+
+
+def test_unknown_variant_fails_before_anything_trains(tmp_path):
+  """--variants takes any name the preset's config accepts, and is checked up front."""
+  with pytest.raises(SystemExit, match="nonsense"):
+    cli.main(["study", "--preset", "opt_tiny", "--out", str(tmp_path / "o"),
+              "--variants", "vanilla,nonsense"], log=lambda _: None)
+  assert not (tmp_path / "o").exists()
