@@ -2,6 +2,16 @@
 
   python -m outeffhop_jax.analysis study --preset opt_tiny --out /tmp/study \
       [--workdir_root W] [--variants vanilla,softmax1] [--steps N] [--set train.seed=1 ...]
+
+--variants takes any names the preset's get_config accepts (checked before anything trains).
+
+  python -m outeffhop_jax.analysis study --preset minilm --out /tmp/minilm_study [...]
+
+studies the packaged pretrained encoder instead (no training; options: `encoder_study.parser`).
+
+  python -m outeffhop_jax.analysis repair --out /tmp/repair [--preset default|full|gpu] [...]
+
+fine-tunes it to remove its outliers (distillation + attention change / penalty; `repair.parser`).
 """
 from __future__ import annotations
 
@@ -16,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
   s.add_argument("--preset", required=True, help="a configs/<preset>.py file, e.g. opt_tiny")
   s.add_argument("--out", required=True, help="output folder (results.json, results.md, *.png)")
   s.add_argument("--workdir_root", default=None, help="run folders (default: OUT/runs)")
-  s.add_argument("--variants", default="vanilla,softmax1,clipped,clipped1,gated,gated1")
+  s.add_argument("--variants", default=None,
+                 help="comma-separated config variants of the preset (default: StudyOptions')")
   s.add_argument("--steps", type=int, default=None, help="override config.train.num_steps")
   s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                  help="config override passed to train.py as --config.KEY=VALUE (repeatable)")
@@ -29,16 +40,33 @@ def _parser() -> argparse.ArgumentParser:
   s.add_argument("--qwix", action="store_true",
                  help="also the labelled qwix protocol (per-channel weights, per-tensor static "
                       "activations on linear-layer inputs); needs `pip install qwix`")
+  s.add_argument("--massive", default=None, metavar="TAU_ABS,K",
+                 help="massive-activation criterion |x| > max(TAU_ABS, K * median |x|) "
+                      "(default 100,1000: Sun et al. 2024)")
   s.add_argument("--no_plots", action="store_true")
+  sub.add_parser("repair", add_help=False,
+                 help="outlier repair of the packaged MiniLM by distillation (see repair --help)")
   return p
 
 
 def main(argv=None, log=None) -> int:
   """Runs the command of argv; `log` (default: print, flushed) receives the progress lines."""
+  argv = sys.argv[1:] if argv is None else list(argv)
+  if _encoder_preset(argv):
+    from outeffhop_jax.analysis import encoder_study
+
+    return encoder_study.main(argv[1:], log=log or (lambda m: print(m, flush=True)))
+  if argv and argv[0] == "repair":
+    from outeffhop_jax.analysis import repair
+
+    return repair.main(argv[1:], log=log)
   args = _parser().parse_args(argv)
   from outeffhop_jax.analysis import study, w8a8
 
-  variants = tuple(v for v in args.variants.split(",") if v)
+  variants = (study.StudyOptions.variants if args.variants is None
+              else tuple(v for v in args.variants.split(",") if v))
+  if not variants:
+    raise SystemExit("--variants: no variant given")
   settings = tuple(s for s in args.settings.split(",") if s)
   unknown = [s for s in settings if s not in w8a8.SETTINGS]
   if unknown:
@@ -50,9 +78,37 @@ def main(argv=None, log=None) -> int:
       preset=args.preset, out=args.out, workdir_root=args.workdir_root, variants=variants,
       steps=args.steps, overrides=tuple(args.set), eval_batches=args.eval_batches,
       calib_subsets=args.calib_subsets, calib_batches=args.calib_batches, settings=settings,
-      percentile=args.percentile, qwix=args.qwix, plots=not args.no_plots)
+      percentile=args.percentile, qwix=args.qwix, plots=not args.no_plots,
+      **({} if args.massive is None else {"massive": _pair(args.massive, "--massive")}))
+  for v in variants:  # an unknown variant fails here, before hours of training the others
+    try:
+      study.load_config(opts, v)
+    except (ValueError, KeyError) as e:
+      raise SystemExit(f"preset {args.preset!r}, variant {v!r}: {e}") from e
   study.run_study(opts, log=log or (lambda m: print(m, flush=True)))
   return 0
+
+
+def _encoder_preset(argv) -> bool:
+  """Whether argv is `study --preset P ...` with P a pretrained encoder (`encoder_study.PRESETS`)."""
+  from outeffhop_jax.analysis.encoder_study import PRESETS
+
+  if not argv or argv[0] != "study":
+    return False
+  for i, a in enumerate(argv):
+    if a == "--preset" and i + 1 < len(argv):
+      return argv[i + 1] in PRESETS
+    if a.startswith("--preset="):
+      return a.split("=", 1)[1] in PRESETS
+  return False
+
+
+def _pair(text: str, flag: str) -> tuple[float, float]:
+  try:
+    a, b = (float(x) for x in text.split(","))
+  except ValueError as e:
+    raise SystemExit(f"{flag} expects two numbers A,B, got {text!r}") from e
+  return a, b
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ each outlier module x_BTD (rows = `as_rows(x, "sequence")`, weighted by the batc
     kurtosis sum, inf-norm sum, beyond-6-sigma sum over rows;  max |x| per hidden dim [D];
     histogram of log10 |x| (fixed bins);  mean attention to token 0 per head (sink rate).
 
-so only small arrays leave the device. `collect(model, family, batches)` sums them on the host:
+so only small arrays leave the device. Token inputs may come with their attention mask, as
+`((ids_BT, attention_mask_BT), w_B)`: the model then reads the mask and every statistic counts real
+tokens only (rows = a sequence's real tokens; sink rate over real queries), so padding never enters
+the metrics. `collect(model, family, batches)` sums them on the host:
 per-module row means -> `metrics.aggregate` (avg kurtosis = mean over modules, max inf-norm = max
 over modules), the per-layer profile, the dominant hidden dimensions and the attention-sink rate.
 """
@@ -35,9 +38,11 @@ def outlier_modules(family: str) -> tuple[str, ...]:
   return tuple(OUTLIER_MODULES[family])
 
 
-def select_modules(names: Iterable[str], family: str) -> list[str]:
-  """Captured names whose leaf is in the family's OUTLIER_MODULES, sorted by (layer, name)."""
-  leaves = set(outlier_modules(family))
+def select_modules(names: Iterable[str], family: str, modules: Iterable[str] | None = None
+                   ) -> list[str]:
+  """Captured names whose leaf is in `modules` (default: the family's OUTLIER_MODULES), sorted by
+  (layer, name)."""
+  leaves = set(outlier_modules(family) if modules is None else modules)
   return sorted((n for n in names if n.split(".")[-1] in leaves), key=_order)
 
 
@@ -51,29 +56,41 @@ def layer_of(name: str) -> int | None:
   return int(m.group(1)) if m else None
 
 
-def _module_stats(x, w_B):
-  """One module output x [B, ..., D] with row weights w_B -> summed statistics."""
+def _module_stats(x, w_B, tok_BT=None):
+  """One module output x [B, ..., D] with row weights w_B (and optionally real-token flags
+  tok_BT [B, T] for outputs [B, T, D]) -> summed statistics."""
   rows = metrics.as_rows(x, "sequence").astype(jnp.float32)
   absx = jnp.abs(x.astype(jnp.float32))
-  valid = w_B > 0
-  dim_max = jnp.max(jnp.where(valid.reshape((-1,) + (1,) * (x.ndim - 1)), absx, 0.0),
-                    axis=tuple(range(x.ndim - 1)))
+  w_x = jnp.broadcast_to(w_B.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
+  where = None
+  if tok_BT is not None and x.ndim == 3 and x.shape[:2] == tok_BT.shape:
+    w_x = w_x * tok_BT[..., None].astype(w_x.dtype)
+    where = metrics.as_rows(jnp.broadcast_to(tok_BT[..., None] > 0, x.shape), "sequence")
+  dim_max = jnp.max(jnp.where(w_x > 0, absx, 0.0), axis=tuple(range(x.ndim - 1)))
   # log10 |x| histogram with fixed bins; padded rows get weight 0.
   nb = len(HIST_EDGES) - 1
   lo, width = HIST_EDGES[0], HIST_EDGES[1] - HIST_EDGES[0]
   idx = jnp.clip(jnp.floor((jnp.log10(absx + 1e-30) - lo) / width), 0, nb - 1).astype(jnp.int32)
-  w_x = jnp.broadcast_to(w_B.reshape((-1,) + (1,) * (x.ndim - 1)), x.shape)
   hist = jnp.zeros((nb,), jnp.float32).at[idx.reshape(-1)].add(w_x.reshape(-1))
-  return {"kurtosis": jnp.sum(metrics.kurtosis(rows) * w_B),
-          "inf_norm": jnp.sum(metrics.inf_norm(rows) * w_B),
-          "beyond_6sigma": jnp.sum(metrics.beyond_sigma_fraction(rows, 6.0) * w_B),
+  return {"kurtosis": jnp.sum(metrics.kurtosis(rows, where) * w_B),
+          "inf_norm": jnp.sum(metrics.inf_norm(rows, where) * w_B),
+          "beyond_6sigma": jnp.sum(metrics.beyond_sigma_fraction(rows, 6.0, where) * w_B),
           "dim_max": dim_max, "hist": hist}
 
 
-def _batch_stats(model, inputs, w_B, family: str, num_maps: int):
-  """Per-batch reductions; runs under nnx.jit (capture inside the traced function)."""
-  _, acts = capture(model, lambda m: m(inputs), attention_probs=True)
-  out = {"modules": {n: _module_stats(acts[n], w_B) for n in select_modules(acts, family)},
+def _batch_stats(model, inputs, w_B, family: str, num_maps: int, modules=None):
+  """Per-batch reductions; runs under nnx.jit (capture inside the traced function).
+
+  inputs: the model's input array, or (input_ids_BT, attention_mask_BT) for token models."""
+  if isinstance(inputs, tuple):
+    ids_BT, tok_BT = inputs
+    fn = lambda m: m(ids_BT, attention_mask_BT=tok_BT)  # noqa: E731
+    tok_BT = tok_BT.astype(jnp.float32)
+  else:
+    fn, tok_BT = (lambda m: m(inputs)), None
+  _, acts = capture(model, fn, attention_probs=True)
+  out = {"modules": {n: _module_stats(acts[n], w_B, tok_BT)
+                     for n in select_modules(acts, family, modules)},
          "sink": {}, "maps": {}}
   for name, p_BNTS in acts.items():
     if not name.endswith("attn_probs"):
@@ -84,27 +101,39 @@ def _batch_stats(model, inputs, w_B, family: str, num_maps: int):
       # those rows are extra heads of their example for the sink rate.
       p_BNTS = p_BNTS.reshape((B, -1) + p_BNTS.shape[2:])
     T = p_BNTS.shape[2]
-    # Sum over (rows, queries) of the attention each head pays to the first key.
-    out["sink"][name] = jnp.einsum("bnt,b->n", p_BNTS[..., 0].astype(jnp.float32), w_B) / T
+    p0_BNT = p_BNTS[..., 0].astype(jnp.float32)
+    if tok_BT is not None and tok_BT.shape == (B, T):
+      # Mean over a row's real queries, then summed over rows like the unmasked form.
+      q_BT = tok_BT / jnp.maximum(jnp.sum(tok_BT, axis=1, keepdims=True), 1.0)
+      out["sink"][name] = jnp.einsum("bnt,bt,b->n", p0_BNT, q_BT, w_B)
+    else:
+      # Sum over (rows, queries) of the attention each head pays to the first key.
+      out["sink"][name] = jnp.einsum("bnt,b->n", p0_BNT, w_B) / T
     out["maps"][name] = p_BNTS[0, :, :num_maps, :num_maps]
   return out, jnp.sum(w_B)
 
 
-_jit_batch_stats = nnx.jit(_batch_stats, static_argnums=(3, 4))
+_jit_batch_stats = nnx.jit(_batch_stats, static_argnums=(3, 4, 5))
 
 
 def collect(model: nnx.Module, family: str, batches: Iterable[tuple], *, num_maps: int = 64,
-            top_k: int = 5) -> dict:
+            top_k: int = 5, modules: Iterable[str] | None = None) -> dict:
   """Outlier metrics of `model` over `batches` of (inputs, row_weights_B) (weights 0 = padding).
 
-  inputs: what the model's __call__ reads (token ids [B, T] or images [B, H, W, C]).
+  inputs: what the model's __call__ reads (token ids [B, T] or images [B, H, W, C]), or
+  (input_ids_BT, attention_mask_BT) to pass the mask and count real tokens only.
+  modules: leaf names of the captured modules to measure (default: OUTLIER_MODULES[family]), e.g.
+  ("ffn_output", "ffn_layer_norm", "attention_layer_norm") for BERT.
   Returns a JSON-ready dict (see `summarize`) plus "maps": {layer name: attention probabilities of
   the first example [N, num_maps, num_maps]} (numpy) for heat maps.
   """
   totals, count, maps = None, 0.0, None
+  modules = None if modules is None else tuple(modules)
   for inputs, w_B in batches:
-    stats, n = _jit_batch_stats(model, jnp.asarray(inputs), jnp.asarray(w_B, jnp.float32),
-                                family, num_maps)
+    inputs = (tuple(jnp.asarray(a) for a in inputs) if isinstance(inputs, (tuple, list))
+              else jnp.asarray(inputs))
+    stats, n = _jit_batch_stats(model, inputs, jnp.asarray(w_B, jnp.float32), family, num_maps,
+                                modules)
     stats = _to_numpy(stats)
     if maps is None:
       maps = stats["maps"]
@@ -171,6 +200,7 @@ def summarize(totals: dict, count: float, *, top_k: int = 5) -> dict:
   summary["sink_rate"] = float(np.mean(heads > SINK_THRESHOLD)) if heads.size else float("nan")
   return {"summary": summary, "modules": per_module, "module_set": names, "per_layer": per_layer,
           "top_dims": top, "dim_max": dim_max_D.tolist(), "dim_max_median": median,
+          "module_dim_max": {n: totals["modules"][n]["dim_max"].tolist() for n in names},
           "sink_first_token": sink,
           "hist": {"edges_log10": HIST_EDGES.tolist(),
                    "modules": {n: totals["modules"][n]["hist"].tolist() for n in names}}}

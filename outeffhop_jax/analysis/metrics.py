@@ -21,26 +21,55 @@ def _rows(x):
   return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def kurtosis(x):
-  """Pearson kurtosis per row: [rows, features] -> [rows] (float32)."""
+def _where(x, where):
+  """Row weights for `where` (None = every entry): float32 [rows, features] and counts [rows]."""
+  if where is None:
+    return None, jnp.asarray(x.shape[-1], jnp.float32)
+  w = jnp.broadcast_to(jnp.asarray(where, bool), x.shape).astype(x.dtype)
+  # A row with no valid entry gets count 1 (finite statistics) instead of a 0/0 NaN.
+  return w, jnp.maximum(jnp.sum(w, axis=-1), 1.0)
+
+
+def _mean(x, w, n, keepdims=False):
+  s = jnp.sum(x if w is None else x * w, axis=-1, keepdims=keepdims)
+  return s / (n[..., None] if keepdims and w is not None else n)
+
+
+def kurtosis(x, where=None):
+  """Pearson kurtosis per row: [rows, features] -> [rows] (float32).
+
+  where: optional boolean, broadcastable to x; only True entries count (e.g. real tokens of a
+  flattened padded sequence), with N the number of valid entries of the row.
+  """
   x = _rows(x)
-  mu = jnp.mean(x, axis=-1, keepdims=True)
-  m4 = jnp.mean((x - mu) ** 4, axis=-1)
-  std = jnp.std(x, axis=-1, ddof=1)
-  return m4 / (std**4 + 1e-6)
+  if where is None:
+    mu = jnp.mean(x, axis=-1, keepdims=True)
+    m4 = jnp.mean((x - mu) ** 4, axis=-1)
+    std = jnp.std(x, axis=-1, ddof=1)
+    return m4 / (std**4 + 1e-6)
+  w, n = _where(x, where)
+  d = x - _mean(x, w, n, keepdims=True)
+  var = jnp.sum(w * d**2, axis=-1) / jnp.maximum(n - 1.0, 1.0)
+  return _mean(d**4, w, n) / (var**2 + 1e-6)
 
 
-def inf_norm(x):
-  """Infinity norm per row: [rows, features] -> [rows]."""
-  return jnp.max(jnp.abs(_rows(x)), axis=-1)
+def inf_norm(x, where=None):
+  """Infinity norm per row: [rows, features] -> [rows] (over the True entries of `where`)."""
+  a = jnp.abs(_rows(x))
+  return jnp.max(a if where is None else jnp.where(where, a, 0.0), axis=-1)
 
 
-def beyond_sigma_fraction(x, k: float = 6.0):
+def beyond_sigma_fraction(x, k: float = 6.0, where=None):
   """Fraction of entries per row farther than k standard deviations from the row mean."""
   x = _rows(x)
-  mu = jnp.mean(x, axis=-1, keepdims=True)
-  std = jnp.std(x, axis=-1, ddof=1, keepdims=True)
-  return jnp.mean(jnp.abs(x - mu) > k * std, axis=-1)
+  if where is None:
+    mu = jnp.mean(x, axis=-1, keepdims=True)
+    std = jnp.std(x, axis=-1, ddof=1, keepdims=True)
+    return jnp.mean(jnp.abs(x - mu) > k * std, axis=-1)
+  w, n = _where(x, where)
+  d = x - _mean(x, w, n, keepdims=True)
+  std = jnp.sqrt(jnp.sum(w * d**2, axis=-1, keepdims=True) / jnp.maximum(n - 1.0, 1.0)[..., None])
+  return _mean((jnp.abs(d) > k * std).astype(x.dtype), w, n)
 
 
 def as_rows(x, per: str = "sequence"):
