@@ -26,6 +26,14 @@ def interleaved(fns: dict, args: dict, repeats: int = 7, warmup: int = 1) -> dic
   return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def fwd_bwd(fn):
+  """jit(value_and_grad) of <fn(x), w>: the cotangent w makes the backward a full vector-Jacobian
+  product, as inside attention."""
+  import jax.numpy as jnp
+
+  return jax.jit(jax.value_and_grad(lambda x, w: jnp.vdot(fn(x), w)))
+
+
 def machine() -> str:
   dev = jax.devices()[0]
   return f"{platform.processor() or platform.machine()}, {jax.device_count()}x {dev.device_kind}, jax {jax.__version__}"

@@ -13,15 +13,10 @@ import jax
 import jax.numpy as jnp
 
 import outeffhop_jax as oe
-from _timing import interleaved, machine
+from _timing import fwd_bwd, interleaved, machine
 
 SPECS = ("softmax1", "sigmoid", "softplus", "stablemax", "softpick", "clipped:-0.025:1.0",
          "sparsemax")
-
-
-def fwd_bwd(fn):
-  # The cotangent w makes the backward a full vector-Jacobian product, as inside attention.
-  return jax.jit(jax.value_and_grad(lambda x, w: jnp.vdot(fn(x), w)))
 
 
 def main():

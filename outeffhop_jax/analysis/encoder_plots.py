@@ -11,14 +11,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-
-def _save(fig: Figure, path: str) -> str:
-  FigureCanvasAgg(fig)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  return path
+from outeffhop_jax.analysis._io import save_figure
 
 
 def per_layer(outl: dict) -> Figure:
@@ -87,9 +82,9 @@ def ablation(abl: dict) -> Figure:
 def write_all(results: dict, out: str) -> list[str]:
   """Writes the figures under `out`; returns their paths."""
   outl = results["outliers"]
-  paths = [_save(per_layer(outl), os.path.join(out, "per_layer_kurtosis.png")),
-           _save(dim_max(outl), os.path.join(out, "dim_max.png")),
-           _save(values(outl), os.path.join(out, "outlier_values.png"))]
+  paths = [save_figure(per_layer(outl), os.path.join(out, "per_layer_kurtosis.png")),
+           save_figure(dim_max(outl), os.path.join(out, "dim_max.png")),
+           save_figure(values(outl), os.path.join(out, "outlier_values.png"))]
   if results.get("ablation"):
-    paths.append(_save(ablation(results["ablation"]), os.path.join(out, "ablation.png")))
+    paths.append(save_figure(ablation(results["ablation"]), os.path.join(out, "ablation.png")))
   return paths

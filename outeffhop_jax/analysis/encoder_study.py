@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from outeffhop_jax.analysis._io import json_default
+
 # Presets this study answers to (the `study --preset` value) -> packaged checkpoint name.
 PRESETS = {"minilm": "all-MiniLM-L6-v2", "all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
 
@@ -97,17 +99,10 @@ def _write(results: dict, opts: EncoderStudyOptions):
 
     results["plots"] = [os.path.basename(p) for p in encoder_plots.write_all(results, opts.out)]
   with open(os.path.join(opts.out, "results.json"), "w") as f:
-    json.dump(results, f, indent=1, default=_json_default)
+    json.dump(results, f, indent=1, default=json_default)
   with open(os.path.join(opts.out, "results.md"), "w") as f:
     f.write(markdown(results))
 
-
-def _json_default(x):
-  if isinstance(x, (np.floating, np.integer, np.bool_)):
-    return x.item()
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
 def _f(x, digits=2):

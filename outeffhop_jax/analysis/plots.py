@@ -12,14 +12,9 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-
-def _save(fig: Figure, path: str) -> str:
-  FigureCanvasAgg(fig)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  return path
+from outeffhop_jax.analysis._io import save_figure
 
 
 def per_layer(results: dict) -> Figure:
@@ -103,13 +98,13 @@ def outlier_kinds(results: dict) -> Figure | None:
 def write_all(study: dict, maps: dict, out: str) -> list[str]:
   """Writes every figure of the study under `out`; returns the paths."""
   results = study["results"]
-  paths = [_save(per_layer(results), os.path.join(out, "per_layer.png")),
-           _save(dim_max(results), os.path.join(out, "dim_max.png")),
-           _save(histograms(results), os.path.join(out, "histograms.png"))]
+  paths = [save_figure(per_layer(results), os.path.join(out, "per_layer.png")),
+           save_figure(dim_max(results), os.path.join(out, "dim_max.png")),
+           save_figure(histograms(results), os.path.join(out, "histograms.png"))]
   kinds = outlier_kinds(results)
   if kinds is not None:
-    paths.append(_save(kinds, os.path.join(out, "outlier_kinds.png")))
+    paths.append(save_figure(kinds, os.path.join(out, "outlier_kinds.png")))
   for v, m in maps.items():
     if m:
-      paths.append(_save(attention(m, v), os.path.join(out, f"attention_{v}.png")))
+      paths.append(save_figure(attention(m, v), os.path.join(out, f"attention_{v}.png")))
   return paths

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from outeffhop_jax.analysis._io import json_default, save_figure
 
 KURTOSIS_RATIO, MIN_FIDELITY, MIN_W8A8_GAIN = 0.5, 0.98, 0.01
 
@@ -127,12 +127,6 @@ def markdown(results: dict) -> str:
   return "\n".join(L) + "\n"
 
 
-def _save(fig: Figure, path: str) -> str:
-  FigureCanvasAgg(fig)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  return path
-
-
 def curves(runs: dict, original: dict | None = None) -> Figure:
   """Avg kurtosis, FP32 fidelity and max inf-norm vs step, one line per run."""
   fig = Figure(figsize=(13, 3.6), layout="constrained")
@@ -153,21 +147,15 @@ def write(results: dict, out: str, *, plots: bool = True) -> list[str]:
   """Writes results.json, results.md and (plots) curves.png + curve_<run>.png; returns names."""
   files = ["results.json", "results.md"]
   if plots and results["runs"]:
-    files.append(os.path.basename(_save(curves(results["runs"]), os.path.join(out, "curves.png"))))
+    path = os.path.join(out, "curves.png")
+    files.append(os.path.basename(save_figure(curves(results["runs"]), path)))
     for name, r in results["runs"].items():
       path = os.path.join(out, f"curve_{name.replace(':', '_')}.png")
-      files.append(os.path.basename(_save(curves({name: r}), path)))
+      files.append(os.path.basename(save_figure(curves({name: r}), path)))
   results["files"] = files
   with open(os.path.join(out, "results.json"), "w") as f:
-    json.dump(results, f, indent=1, default=_json_default)
+    json.dump(results, f, indent=1, default=json_default)
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write(markdown(results))
   return files
 
-
-def _json_default(x):
-  if isinstance(x, (np.floating, np.integer, np.bool_)):
-    return x.item()
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  raise TypeError(f"not JSON serialisable: {type(x)}")

@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from outeffhop_jax.analysis._io import json_default
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Calibration batches per subset (DESIGN §5: BERT 16, OPT 4).
 CALIB_BATCHES = {"bert": 16, "opt": 4, "vit": 4, "stanhop": 4}
@@ -198,7 +200,7 @@ def run_study(opts: StudyOptions, log=print) -> dict:
            "results": results, "train_seconds": train_s,
            "total_seconds": time.perf_counter() - t0}
   with open(os.path.join(opts.out, "results.json"), "w") as f:
-    json.dump(study, f, indent=1, default=_json_default)
+    json.dump(study, f, indent=1, default=json_default)
   np.savez_compressed(os.path.join(opts.out, "attention_maps.npz"),
                       **{f"{v}/{n}": m for v, ms in all_maps.items() for n, m in ms.items()})
   with open(os.path.join(opts.out, "results.md"), "w") as f:
@@ -207,15 +209,8 @@ def run_study(opts: StudyOptions, log=print) -> dict:
     study["plots"] = plots.write_all(study, all_maps, opts.out)
   study["total_seconds"] = time.perf_counter() - t0
   with open(os.path.join(opts.out, "results.json"), "w") as f:
-    json.dump(study, f, indent=1, default=_json_default)
+    json.dump(study, f, indent=1, default=json_default)
   log(f"wrote {opts.out}/results.json, results.md and {len(study.get('plots', []))} plots "
       f"in {study['total_seconds']:.0f} s")
   return study
 
-
-def _json_default(x):
-  if isinstance(x, (np.floating, np.integer)):
-    return x.item()
-  if isinstance(x, np.ndarray):
-    return x.tolist()
-  raise TypeError(f"not JSON serialisable: {type(x)}")
