@@ -43,10 +43,11 @@ def select_modules(names: Iterable[str], family: str, modules: Iterable[str] | N
   """Captured names whose leaf is in `modules` (default: the family's OUTLIER_MODULES), sorted by
   (layer, name)."""
   leaves = set(outlier_modules(family) if modules is None else modules)
-  return sorted((n for n in names if n.split(".")[-1] in leaves), key=_order)
+  return sorted((n for n in names if n.split(".")[-1] in leaves), key=module_order)
 
 
-def _order(name: str):
+def module_order(name: str):
+  """Sort key of captured module names: by layer (unlayered last), then name."""
   layer = layer_of(name)
   return (layer if layer is not None else 10**9, name)
 
@@ -165,7 +166,7 @@ def summarize(totals: dict, count: float, *, top_k: int = 5) -> dict:
   """Summed batch statistics -> per-module row means, the papers' summary and the profiles."""
   per_module = {}
   # jax returns dicts key-sorted: restore the (layer, name) order of `select_modules`.
-  order = sorted(totals["modules"], key=_order)
+  order = sorted(totals["modules"], key=module_order)
   for n in order:
     s = totals["modules"][n]
     per_module[n] = {"kurtosis": float(s["kurtosis"] / count), "inf_norm": float(s["inf_norm"] / count),

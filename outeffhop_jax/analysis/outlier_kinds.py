@@ -416,7 +416,7 @@ def collect_kinds(model: nnx.Module, family: str, batches: Iterable[tuple], *,
 
   # Activations: per module, then pooled over modules.
   act = {}
-  for n in sorted(tot["act"], key=_order):
+  for n in sorted(tot["act"], key=collect.module_order):
     s = tot["act"][n]
     act[n] = {"massive_frac": float(s["count"] / s["entries"]),
               "massive_per_seq": float(s["count"] / s["rows"]),
@@ -439,7 +439,7 @@ def collect_kinds(model: nnx.Module, family: str, batches: Iterable[tuple], *,
   # Attention: per layer from the pooled sums.
   attn, heads_sink, heads_first, heads_rows, heads_vratio, max_recv = {}, [], [], [], [], []
   sink_pos = {}
-  for n in sorted(tot["attn"], key=_order):
+  for n in sorted(tot["attn"], key=collect.module_order):
     s = tot["attn"][n]
     recv, row = s["recv"] / max(s["nq"], 1.0), s["rows"] / max(s["nq"], 1.0)
     a = attention_summary(recv, row, threshold=sink_threshold)
@@ -490,11 +490,6 @@ def collect_kinds(model: nnx.Module, family: str, batches: Iterable[tuple], *,
           "attention": attn, "per_layer": _per_layer(act, mats, attn),
           "thresholds": {"tau_abs": float(tau_abs), "k": float(k), "weight_k": float(weight_k),
                          "sink_threshold": float(sink_threshold)}}
-
-
-def _order(name: str):
-  layer = collect.layer_of(name)
-  return (layer if layer is not None else 10**9, name)
 
 
 def _sum_padded(arrays) -> np.ndarray:

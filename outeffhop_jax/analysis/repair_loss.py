@@ -38,6 +38,7 @@ import optax
 from flax import nnx
 
 from outeffhop_jax.analysis import metrics
+from outeffhop_jax.models import sentence
 
 PENALTIES = ("magnitude", "kurtosis", "none")
 DEFAULT_TAU = {"magnitude": 6.0, "kurtosis": 10.0, "none": 0.0}
@@ -95,8 +96,6 @@ def normalised_mse(h_s, h_t, mask_BT):
 
 def embeddings(h_BTD, mask_BT):
   """L2-normalised mean over real tokens [B, D] (sentence-transformers' pooling)."""
-  from outeffhop_jax.models import sentence
-
   return sentence.l2_normalize(sentence.mean_pool(h_BTD, mask_BT))
 
 

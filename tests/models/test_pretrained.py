@@ -22,12 +22,6 @@ def _real_texts():
   return texts + ["hi", "Return a new sorted list from the items in iterable."]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-  path = packaged.checkpoint("all-MiniLM-L6-v2")
-  return path, hf.from_pretrained(path), packaged.tokenizer(path)
-
-
 def test_packaged_minilm_parity_with_transformers_on_padded_real_text(minilm):
   path, ours, tok = minilm
   assert isinstance(ours, BERTEncoder) and ours.config.num_layers == 6 and ours.config.d_model == 384
