@@ -1,7 +1,9 @@
 """Argument checks shared by the ops: each raises before any compute and names the argument."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def normalize_axis(axis, ndim: int, name: str = "axis") -> int:
@@ -33,3 +35,33 @@ def check_rank(x, rank: int, name: str, layout: str) -> None:
 def check_positive(value, name: str) -> None:
   if isinstance(value, (int, float)) and not value > 0:
     raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def as_bool_mask(mask, name: str = "mask"):
+  """The library's one mask rule: returns `mask` as a boolean array (True = attend / valid).
+
+  - bool: used as is.
+  - integer / float: Flax's rule, non-zero = attend (so 0/1 masks and `flax.nnx.make_causal_mask`
+    output work unchanged).
+  - an additive mask (0 for attend, -inf or a large negative number for masked) would be inverted by
+    that rule, so a concrete float mask holding any negative or non-finite value is refused with a
+    message saying how to convert it. Under `jax.jit` the values are not known: a traced numeric mask
+    follows the non-zero rule without that check.
+  """
+  if mask is None:
+    return None
+  mask = jnp.asarray(mask) if not isinstance(mask, jax.Array) else mask
+  if mask.dtype == jnp.bool_:
+    return mask
+  if not (jnp.issubdtype(mask.dtype, jnp.integer) or jnp.issubdtype(mask.dtype, jnp.floating)):
+    raise TypeError(f"{name} must be boolean (True = attend) or numeric (non-zero = attend), "
+                    f"got dtype {mask.dtype}")
+  if not isinstance(mask, jax.core.Tracer) and mask.size:
+    values = np.asarray(jax.device_get(mask))
+    if not np.all(np.isfinite(values)) or np.min(values) < 0:
+      raise ValueError(
+          f"{name} looks like an additive mask (it holds negative or non-finite values, e.g. "
+          f"0 / -inf); this library takes boolean masks (True = attend) or 0/1 masks. Convert "
+          f"with `{name} = additive_mask == 0` (or `additive_mask > -1e4`), or pass the additive "
+          f"values as `bias=` where the function has one")
+  return mask != 0
