@@ -37,6 +37,40 @@ def check_positive(value, name: str) -> None:
     raise ValueError(f"{name} must be > 0, got {value}")
 
 
+def check_size(value, name: str, *, allow_zero: bool = False) -> None:
+  """A size (layers, heads, widths, counts) must be an int > 0 (>= 0 with allow_zero)."""
+  low = 0 if allow_zero else 1
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    raise ValueError(f"{name} must be an int {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def concrete_values(value):
+  """`value` as a float64 NumPy array when its values are known now (a Python / NumPy number or
+  array, a jax.Array outside tracing); None for a tracer (under jit / grad / vmap), whose values
+  are unknown until run time."""
+  if value is None or isinstance(value, jax.core.Tracer):
+    return None
+  try:
+    return np.asarray(jax.device_get(value), dtype=np.float64)
+  except (TypeError, ValueError):
+    return None
+
+
+def check_param(value, name: str, ok, requirement: str) -> None:
+  """Raises ValueError "{name} must be {requirement}, got ..." unless `ok(values)` holds for every
+  concrete value (NaN fails any comparison, so a NaN is refused by every `ok` written as a range).
+  Traced values are not checked (see `concrete_values`)."""
+  v = concrete_values(value)
+  if v is None or v.size == 0:
+    return
+  with np.errstate(invalid="ignore"):
+    good = np.broadcast_to(ok(v), v.shape)
+  if not good.all():
+    bad = float(v[~good].ravel()[0])
+    got = repr(float(v)) if v.ndim == 0 else f"an array of shape {v.shape} holding {bad!r}"
+    raise ValueError(f"{name} must be {requirement}, got {got}")
+
+
 def as_bool_mask(mask, name: str = "mask"):
   """The library's one mask rule: returns `mask` as a boolean array (True = attend / valid).
 

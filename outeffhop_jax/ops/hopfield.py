@@ -14,6 +14,13 @@ along it. `hopfield_update` / `hopfield_retrieve` take any registry normalizer (
 clipped, sigmoid, softplus, stablemax or softpick weights), but those have no energy: for them
 `hopfield_energy` raises a ValueError.
 
+Zero memories (M = 0) are a defined case: the update is 0 for every normalizer (a weighted sum
+over no memories), and the energy is 1/2 <x, x> - beta^-1 Psi*(empty): for the sink family
+Psi* = log(exp(s) + 0) = s, so OutEffHop's energy is 1/2 <x, x> (only the no-op memory is left),
+softmax_n's 1/2 <x, x> - log(N) / beta, and plain softmax's +inf (the log of an empty sum); the
+sparse energy is +inf as well (a maximum over an empty simplex is -inf). Zero queries give empty
+results. beta must be finite and > 0 (checked when its value is known, i.e. not under jit).
+
 OutEffHop as beta -> infinity: one update retrieves the best-matching memory if its similarity is
 positive and the zero vector (the no-op memory) if every similarity is negative. The zero vector is
 not itself a fixed point: from x = 0 every logit is 0, so the update returns mean(Xi) * M / (M + 1).
@@ -30,12 +37,8 @@ from outeffhop_jax.ops.registry import get_normalizer
 
 
 def _check_beta(beta):
-  try:
-    value = float(beta)
-  except (TypeError, jax.errors.ConcretizationTypeError):
-    return  # traced or array-valued beta: checked by the caller's own logic
-  if not value > 0:
-    raise ValueError(f"beta must be > 0, got {beta}")
+  # Scalars and concrete arrays; a traced beta (under jit / grad) is not known until run time.
+  _checks.check_param(beta, "beta", lambda v: (v > 0) & (v < jnp.inf), "finite and > 0")
 
 
 def _validate(query, memories, beta):
@@ -61,6 +64,8 @@ def hopfield_energy(query, memories, *, beta, normalizer="softmax1"):
   z = _similarities(query, memories, beta)
   if norm.kind == "sink":
     psi = logsumexp_with_sink(z, jnp.asarray(norm.sink, z.dtype), axis=-1)
+  elif norm.kind == "sparse" and memories.shape[0] == 0:
+    psi = jnp.full(z.shape[:-1], -jnp.inf, z.dtype)  # max over an empty simplex
   elif norm.kind == "sparse":
     p = norm(z, axis=-1)
     alpha = norm.alpha
