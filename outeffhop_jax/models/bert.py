@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from outeffhop_jax.models import _inputs
 from outeffhop_jax.models import _layers as L
 from outeffhop_jax.models.configs import BERTConfig
 
@@ -66,6 +67,7 @@ class BERTEncoder(L.Sowing):
                deterministic: bool = True):
     L.check_token_inputs(input_ids_BT, attention_mask_BT, token_type_ids_BT,
                          max_len=self.config.max_len)
+    _inputs.check_text_inputs(self.config, input_ids_BT, attention_mask_BT, token_type_ids_BT)
     T = input_ids_BT.shape[1]
     if token_type_ids_BT is None:
       token_type_ids_BT = jnp.zeros_like(input_ids_BT)

@@ -4,6 +4,7 @@
     block (pre-LN):  h += out_proj(attn(LN(h)));  h += fc2(relu(fc1(LN(h))))
     logits_BTV = [project_out](final_LN(h)) @ embed_tokens^T     (tied LM head)
 Positions follow OPT: cumsum of the attention mask minus one (left padding works), offset by 2.
+The attention mask is bool or 0/1 (`models._inputs`: other values are refused in eager calls).
 opt-350m has post-LN blocks (pre_layer_norm=False), no final LayerNorm, and project_in/out.
 
 Intermediates (sown only under `nn.capture`): per layer "layers.{i}.self_attn_layer_norm",
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from outeffhop_jax.models import _inputs
 from outeffhop_jax.models import _layers as L
 from outeffhop_jax.models.configs import OPTConfig
 
@@ -73,6 +75,7 @@ class OPT(L.Sowing):
 
   def __call__(self, input_ids_BT, *, attention_mask_BT=None, deterministic: bool = True):
     L.check_token_inputs(input_ids_BT, attention_mask_BT, max_len=self.config.max_len)
+    _inputs.check_text_inputs(self.config, input_ids_BT, attention_mask_BT)
     x_BTD = self.embed(input_ids_BT, attention_mask_BT)
     return self.decode(x_BTD, attention_mask_BT=attention_mask_BT, deterministic=deterministic)
 
@@ -82,7 +85,7 @@ class OPT(L.Sowing):
     if attention_mask_BT is None:
       pos_BT = jnp.broadcast_to(jnp.arange(T), (B, T))
     else:
-      m = jnp.asarray(attention_mask_BT).astype(jnp.int32)
+      m = (jnp.asarray(attention_mask_BT) != 0).astype(jnp.int32)  # non-zero = real token
       pos_BT = jnp.cumsum(m, axis=1) * m - 1  # padding gets -1 (+ offset = row 1), as HF does
     x_BTD = self.embed_tokens(input_ids_BT)
     if self.project_in is not None:

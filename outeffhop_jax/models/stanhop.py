@@ -39,6 +39,7 @@ from outeffhop_jax.models.configs import AttentionOptions
 from outeffhop_jax.nn import _init
 from outeffhop_jax.nn.attention import parse_sinks
 from outeffhop_jax.nn.gsh import GSH, GSHLayer, GSHPooling, check_learnable
+from outeffhop_jax.ops import _checks
 
 OUTLIER_MODULES = ("time_out", "time_fc2", "time_mlp_norm", "series_out", "series_fc2",
                    "series_mlp_norm", "cross_out", "cross_fc2", "cross_mlp_norm", "block_output")
@@ -86,12 +87,11 @@ class STanHopConfig(AttentionOptions):
                             num_layers=3, d_ff=512, num_routers=10, dropout_rate=0.2),
   }
 
+  SIZE_FIELDS: ClassVar[tuple[str, ...]] = AttentionOptions.SIZE_FIELDS + (
+      "in_len", "out_len", "seg_len", "n_series", "num_routers", "merge_win")
+
   def __post_init__(self):
-    super().__post_init__()
-    for name in ("in_len", "out_len", "seg_len", "n_series", "num_layers", "d_ff", "num_routers",
-                 "merge_win"):
-      if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-        raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+    super().__post_init__()  # checks SIZE_FIELDS first
     if self.in_len % self.seg_len:
       raise ValueError(f"in_len ({self.in_len}) must be a multiple of seg_len ({self.seg_len})")
     check_learnable(self.normalizer, self.learn_alpha)
@@ -99,8 +99,11 @@ class STanHopConfig(AttentionOptions):
     if parse_sinks(self.sinks) is not None:
       raise ValueError("sinks are not supported by the Hopfield layers of STanHop-Net; use "
                        "normalizer='softmax1' (a sink logit at 0)")
-    if self.tune_memories < 0 or self.update_steps_max < 0:
-      raise ValueError("tune_memories and update_steps_max must be >= 0")
+    for name in ("tune_memories", "update_steps_max"):
+      _checks.check_size(getattr(self, name), f"STanHopConfig.{name}", allow_zero=True)
+    if self.memory_beta is not None and not 0 < self.memory_beta < math.inf:
+      raise ValueError(f"STanHopConfig.memory_beta must be None (1 / sqrt(in_len)) or finite and "
+                       f"> 0, got {self.memory_beta}")
     if not 0.0 <= self.plug_weight <= 1.0:
       raise ValueError(f"plug_weight must be in [0, 1], got {self.plug_weight}")
 
