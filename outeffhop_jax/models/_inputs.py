@@ -27,7 +27,7 @@ def _concrete(x):
   return np.asarray(jax.device_get(x))
 
 
-def check_token_ids(ids, vocab_size: int, name: str = IDS) -> None:
+def check_token_ids(ids, vocab_size: int, name: str = IDS, size_name: str = "vocab_size") -> None:
   """Raises ValueError unless every concrete id is an integer in [0, vocab_size)."""
   values = _concrete(ids)
   if values is None or values.size == 0:
@@ -35,7 +35,7 @@ def check_token_ids(ids, vocab_size: int, name: str = IDS) -> None:
   lo, hi = int(values.min()), int(values.max())
   if lo < 0 or hi >= vocab_size:
     bad = lo if lo < 0 else hi
-    raise ValueError(f"{name} must hold ids in [0, {vocab_size}) (the vocabulary size), got {bad}"
+    raise ValueError(f"{name} must hold ids in [0, {size_name}={vocab_size}), got {bad}"
                      f"{' (a negative id would silently read the last rows)' if bad < 0 else ''}")
 
 
@@ -61,7 +61,7 @@ def check_attention_mask(mask, name: str = MASK) -> None:
             if (~np.isfinite(bad)).any() or (bad < 0).any() else
             " Use `mask != 0` if every non-zero value means a real token.")
     raise ValueError(f"{name} must be boolean or hold only 0 and 1 (1 = real token), got the "
-                     f"value {bad.ravel()[0]!r}.{hint}")
+                     f"value {bad.ravel()[0].item()!r}.{hint}")
 
 
 def check_text_inputs(config, input_ids, attention_mask=None, token_type_ids=None) -> None:
@@ -70,4 +70,4 @@ def check_text_inputs(config, input_ids, attention_mask=None, token_type_ids=Non
   check_token_ids(input_ids, config.vocab_size, IDS)
   check_attention_mask(attention_mask, MASK)
   if token_type_ids is not None:
-    check_token_ids(token_type_ids, config.type_vocab_size, TOKEN_TYPES)
+    check_token_ids(token_type_ids, config.type_vocab_size, TOKEN_TYPES, "type_vocab_size")

@@ -244,9 +244,10 @@ def plug_and_play(x_BLC, memory_KLC, *, beta, normalizer="sparsemax", weight=0.5
   windows). Returns (1 - weight) x + weight r, [B, L, C]. One Hopfield update per (batch, series),
   vmapped over the series; nothing here is a parameter.
   """
-  if memory_KLC.ndim != 3 or memory_KLC.shape[1:] != x_BLC.shape[1:]:
-    raise ValueError(f"memory_KLC must have shape [K, {x_BLC.shape[1]}, {x_BLC.shape[2]}] "
-                     f"(windows of the input's length and series), got {tuple(memory_KLC.shape)}")
+  if memory_KLC.ndim != 3 or memory_KLC.shape[1:] != x_BLC.shape[1:] or not memory_KLC.shape[0]:
+    raise ValueError(f"memory_KLC must have shape [K, {x_BLC.shape[1]}, {x_BLC.shape[2]}] with "
+                     f"K >= 1 (windows of the input's length and series; an empty bank has "
+                     f"nothing to retrieve), got {tuple(memory_KLC.shape)}")
   update = lambda q_BL, m_KL: ops.hopfield_update(q_BL, m_KL, beta=beta, normalizer=normalizer)
   r_BLC = jax.vmap(update, in_axes=(2, 2), out_axes=2)(x_BLC, memory_KLC.astype(x_BLC.dtype))
   return (1.0 - weight) * x_BLC + weight * r_BLC
@@ -296,6 +297,8 @@ class STanHopNet(L.Sowing):
     cfg = self.config
     self.check_input(x_BLC)
     x_BLC = jnp.asarray(x_BLC, cfg.dtype)
+    if x_BLC.shape[0] == 0:  # an empty batch: an empty forecast (nothing is run or recorded)
+      return jnp.zeros((0, cfg.out_len, cfg.n_series), jnp.float32)
     if memory_KLC is not None:
       beta = cfg.memory_beta or 1.0 / math.sqrt(cfg.in_len)
       x_BLC = plug_and_play(x_BLC, jnp.asarray(memory_KLC), beta=beta,

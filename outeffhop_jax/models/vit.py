@@ -82,7 +82,7 @@ class ViT(L.Sowing):
     self.check_images(images_BHWC)
     x = self.patch_embed(images_BHWC)                      # [B, H/P, W/P, D]
     B, D = x.shape[0], x.shape[-1]
-    x_BPD = x.reshape(B, -1, D)                            # row-major patches, as HF's flatten(2)
+    x_BPD = x.reshape(B, x.shape[1] * x.shape[2], D)       # row-major patches, as HF's flatten(2)
     cls_B1D = jnp.broadcast_to(self.cls_token[...].astype(x_BPD.dtype), (B, 1, D))
     x_BTD = jnp.concatenate([cls_B1D, x_BPD], axis=1) + self.position_embeddings[...].astype(
         x_BPD.dtype)
