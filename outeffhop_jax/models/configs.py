@@ -16,6 +16,7 @@ from outeffhop_jax import ops
 from outeffhop_jax.ops import _checks
 from outeffhop_jax.nn.attention import parse_sinks
 from outeffhop_jax.nn.gates import check_gate
+from outeffhop_jax.nn.gates import logit as gate_logit
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -50,6 +51,8 @@ class AttentionOptions:
       _checks.check_size(getattr(self, name), f"{type(self).__name__}.{name}")
     ops.get_normalizer(self.normalizer)
     check_gate(self.gate)
+    if self.gate != "none":
+      gate_logit(self.gate_init)  # ValueError unless 0 < gate_init < 1 (NaN included)
     if parse_sinks(self.sinks) is not None and ops.get_normalizer(self.normalizer).kind != "sink":
       raise ValueError(f"sinks={self.sinks!r} needs a softmax-family normalizer, got {self.normalizer!r}")
     ops.attention.check_implementation(self.normalizer, self.attention_impl)
