@@ -24,6 +24,8 @@ def _concrete(x):
   """NumPy values of x, or None under tracing (jit / grad / vmap) or for None."""
   if x is None or isinstance(x, jax.core.Tracer):
     return None
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    return None  # a multi-host global array: this process cannot read all of it
   return np.asarray(jax.device_get(x))
 
 

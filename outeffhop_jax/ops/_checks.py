@@ -50,6 +50,8 @@ def concrete_values(value):
   are unknown until run time."""
   if value is None or isinstance(value, jax.core.Tracer):
     return None
+  if isinstance(value, jax.Array) and not value.is_fully_addressable:
+    return None  # a multi-host global array: this process cannot read all of it
   try:
     return np.asarray(jax.device_get(value), dtype=np.float64)
   except (TypeError, ValueError):
