@@ -141,7 +141,7 @@ class MultiHeadAttention(nnx.Module):
 
     q_BTNH, k_BSKH, v_BSKH = self.query(x_BTD), self.key(c_BSD), self.value(c_BSD)
     sinks_N = self._sinks_N()
-    kw = dict(normalizer=self.norm, mask=mask, causal=causal, sinks=sinks_N)
+    kw = dict(normalizer=self.norm, mask=mask, is_causal=causal, sinks=sinks_N)
     use_dropout = self.dropout is not None and not deterministic
     if use_dropout or self.capture_attention_probs:
       p_BNTS = ops.attention_weights(q_BTNH, k_BSKH, **kw)
