@@ -43,18 +43,25 @@ def _retrieve():
   return f, (_x((B, 8), 4), mask, mem)
 
 
+def _normalizers(x):
+  """Every normalizer family in one function (one compilation): [B, 6] -> [B, 5, 6]."""
+  return jnp.stack([oe.softmax1(x, axis=-1), oe.clipped_softmax1(x, gamma=-0.03, zeta=1.0),
+                    oe.sparsemax(x, axis=-1), oe.entmax(x, alpha=1.5, axis=-1),
+                    oe.softpick(x, axis=-1)], axis=1)
+
+
+def _energy_and_update(q, m):
+  """[B, d] -> [B, 1 + d]: the energy and one update step."""
+  return jnp.concatenate([oe.hopfield_energy(q, m, beta=2.0)[:, None],
+                          oe.hopfield_update(q, m, beta=2.0)], axis=1)
+
+
 # name -> (fn, args); the first argument of each is batched over B and sharded over the mesh.
 OPS = {
-    "softmax1": (lambda x: oe.softmax1(x, axis=-1), (_x((B, 6)),)),
-    "clipped_softmax1": (lambda x: oe.clipped_softmax1(x, gamma=-0.03, zeta=1.0), (_x((B, 6)),)),
-    "sparsemax": (lambda x: oe.sparsemax(x, axis=-1), (_x((B, 6)),)),
-    "entmax": (lambda x: oe.entmax(x, alpha=1.5, axis=-1), (_x((B, 6)),)),
-    "softpick": (lambda x: oe.softpick(x, axis=-1), (_x((B, 6)),)),
+    "normalizers": (_normalizers, (_x((B, 6)),)),
     "attention_reference": _attn("reference"),
     "attention_blockwise": _attn("blockwise"),
-    "attention_blockwise_sigmoid": _attn("blockwise", "sigmoid"),
-    "hopfield_energy": (lambda q, m: oe.hopfield_energy(q, m, beta=2.0), (_x((B, 8)), _x((7, 8), 5))),
-    "hopfield_update": (lambda q, m: oe.hopfield_update(q, m, beta=2.0), (_x((B, 8)), _x((7, 8), 5))),
+    "hopfield_energy_update": (_energy_and_update, (_x((B, 8)), _x((7, 8), 5))),
     "hopfield_retrieve": _retrieve(),
 }
 
