@@ -55,6 +55,11 @@ def test_linen_multihead_attention_softmax_equals_flax_default(rate):
   run = lambda m: m.apply(params, x, mask=mask, deterministic=False,
                           rngs={"dropout": jax.random.key(5)})
   np.testing.assert_allclose(run(ours_m), run(flax_m), rtol=1e-5, atol=1e-6)
+  if rate == 0.0:  # module= sows the weights into linen's "intermediates", as Flax's own function
+    sown = lambda m: m.apply(params, x, mask=mask, deterministic=True, sow_weights=True,
+                             mutable=["intermediates"])[1]["intermediates"]
+    np.testing.assert_allclose(sown(ours_m)["attention_weights"][0],
+                               sown(flax_m)["attention_weights"][0], atol=1e-6)
 
 
 class FlaxOnlyLM(nnx.Module):
