@@ -85,7 +85,7 @@ def _batch_stats(model, inputs, w_B, family: str, num_maps: int, modules=None):
   inputs: the model's input array, or (input_ids_BT, attention_mask_BT) for token models."""
   if isinstance(inputs, tuple):
     ids_BT, tok_BT = inputs
-    fn = lambda m: m(ids_BT, attention_mask_BT=tok_BT)  # noqa: E731
+    fn = lambda m: m(ids_BT, attention_mask=tok_BT)  # noqa: E731
     tok_BT = tok_BT.astype(jnp.float32)
   else:
     fn, tok_BT = (lambda m: m(inputs)), None

@@ -128,7 +128,7 @@ def retrieval(q_emb, d_emb) -> dict:
 
 
 def _encode(model, ids_BT, mask_BT):
-  return model(ids_BT, attention_mask_BT=mask_BT)
+  return model(ids_BT, attention_mask=mask_BT)
 
 
 _jit_encode = nnx.jit(_encode)

@@ -31,7 +31,7 @@ def _kind(name: str) -> str:
 
 
 def _column_values(model, ids_BT, mask_BT, name: str, dims):
-  _, acts = capture(model, lambda m: m(ids_BT, attention_mask_BT=mask_BT))
+  _, acts = capture(model, lambda m: m(ids_BT, attention_mask=mask_BT))
   return acts[name][..., jnp.asarray(dims)]
 
 

@@ -166,7 +166,7 @@ def forward(model, ids_BT, mask_BT):
   """(last hidden state [B, T, D] float32, {captured name: array}) of a BERTEncoder."""
   from outeffhop_jax.nn.capture import capture
 
-  h, acts = capture(model, lambda m: m(ids_BT, attention_mask_BT=mask_BT))
+  h, acts = capture(model, lambda m: m(ids_BT, attention_mask=mask_BT))
   return h.astype(jnp.float32), acts
 
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 # The models' argument names, used in the messages (one place to change if they are renamed).
-IDS, MASK, TOKEN_TYPES = "input_ids_BT", "attention_mask_BT", "token_type_ids_BT"
+IDS, MASK, TOKEN_TYPES = "input_ids", "attention_mask", "token_type_ids"
 
 
 def _concrete(x):

@@ -54,8 +54,9 @@ class OPTBlock(L.Sowing):
 
 
 class OPT(L.Sowing):
-  """OPT decoder + tied LM head. __call__(input_ids_BT, *, attention_mask_BT=None,
-  deterministic=True) -> logits_BTV float32."""
+  """OPT decoder + tied LM head. __call__(input_ids, attention_mask=None, *, deterministic=True)
+  -> logits_BTV float32; Hugging Face's argument names: input_ids [B, T] int, attention_mask [B, T]
+  (1 / True = real token). No `labels=`: the call always returns logits (losses live in `train`)."""
 
   def __init__(self, config: OPTConfig, *, rngs: nnx.Rngs):
     cfg = self.config = config
@@ -73,7 +74,8 @@ class OPT(L.Sowing):
     self.dropout = L.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
-  def __call__(self, input_ids_BT, *, attention_mask_BT=None, deterministic: bool = True):
+  def __call__(self, input_ids, attention_mask=None, *, deterministic: bool = True):
+    input_ids_BT, attention_mask_BT = input_ids, attention_mask
     L.check_token_inputs(input_ids_BT, attention_mask_BT, max_len=self.config.max_len)
     _inputs.check_text_inputs(self.config, input_ids_BT, attention_mask_BT)
     x_BTD = self.embed(input_ids_BT, attention_mask_BT)

@@ -182,7 +182,7 @@ class MultiHeadAttention(nnx.Module):
 
     q_BTNH, k_BSKH, v_BSKH = self.query(x_BTD), self.key(c_BSD), self.value(c_BSD)
     sinks_N = self._sinks_N()
-    kw = dict(normalizer=self.norm, mask=mask, causal=causal, sinks=sinks_N)
+    kw = dict(normalizer=self.norm, mask=mask, is_causal=causal, sinks=sinks_N)
     if B * T * S == 0:
       # Empty batch / queries: an empty result. No keys (S = 0): each row is a row over 0 keys,
       # which, like a fully masked row, has no probability mass, so its context is 0.

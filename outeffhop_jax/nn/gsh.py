@@ -120,7 +120,7 @@ class GSH(Hopfield):
     z_BTNP = super().associate(q_BTNH, k_BSNH, v_BSNP, mask=mask, deterministic=deterministic)
     if self.capture_attention_probs:
       norm = self.normalizer()
-      p_BNTS = ops.attention_weights(self.retrieve(q_BTNH, k_BSNH, norm), k_BSNH, normalizer=norm,
+      p_BNTS = ops.attention_weights(self.retrieve(q_BTNH, k_BSNH, norm, mask), k_BSNH, normalizer=norm,
                                      mask=mask, scale=self.beta)
       self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
     q_BTD = q_BTNH.reshape(q_BTNH.shape[:2] + (q_BTNH.shape[2] * q_BTNH.shape[3],))  # B, T may be 0

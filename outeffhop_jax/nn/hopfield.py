@@ -135,15 +135,24 @@ class Hopfield(nnx.Module):
     """The normalizer of this call; a subclass with a learnable normalizer overrides this."""
     return self.norm
 
-  def retrieve(self, q_BTNH, k_BSNH, norm):
-    """`update_steps_max` CCCP steps of each query in its (batch, head) memories, one vmap."""
+  def retrieve(self, q_BTNH, k_BSNH, norm, mask=None):
+    """`update_steps_max` CCCP steps of each query in its (batch, head) memories, one vmap.
+
+    mask: optional boolean, broadcastable to [B, N, T, S]: the memories each query may retrieve."""
     if self.update_steps_max == 0:
       return q_BTNH
-    retrieve = lambda q_TH, k_SH: ops.hopfield_retrieve(
+    B, T, N, _ = q_BTNH.shape
+    S = k_BSNH.shape[1]
+    retrieve = lambda q_TH, k_SH, m_TS: ops.hopfield_retrieve(
         q_TH, k_SH, beta=self.beta, normalizer=norm, max_steps=self.update_steps_max,
-        tol=self.update_steps_eps)
-    per_head = jax.vmap(retrieve, in_axes=(1, 1), out_axes=1)  # over N: [T, N, H], [S, N, H]
-    return jax.vmap(per_head)(q_BTNH, k_BSNH)                  # over B
+        tol=self.update_steps_eps, mask=m_TS)
+    if mask is None:
+      mask_BNTS = jnp.ones((B, N, T, S), bool)
+    else:
+      mask = jnp.asarray(mask)
+      mask_BNTS = jnp.broadcast_to(mask.reshape((1,) * (4 - mask.ndim) + mask.shape), (B, N, T, S))
+    per_head = jax.vmap(retrieve, in_axes=(1, 1, 0), out_axes=1)  # over N: [T,N,H], [S,N,H], [N,T,S]
+    return jax.vmap(per_head)(q_BTNH, k_BSNH, mask_BNTS)           # over B
 
   def associate(self, q_BTNH, k_BSNH, v_BSNP, *, mask, deterministic):
     """Z_BTNP = normalizer(beta Q K^T) V after the retrieval steps."""
@@ -153,7 +162,7 @@ class Hopfield(nnx.Module):
       # over 0 memories has no mass, as a fully masked row), so Z = 0.
       return jnp.zeros((B, T, N, v_BSNP.shape[-1]), v_BSNP.dtype)
     norm = self.normalizer()
-    q_BTNH = self.retrieve(q_BTNH, k_BSNH, norm)
+    q_BTNH = self.retrieve(q_BTNH, k_BSNH, norm, mask)
     if self.dropout is None or deterministic:
       return ops.dot_product_attention(q_BTNH, k_BSNH, v_BSNP, normalizer=norm, mask=mask,
                                        scale=self.beta, implementation=self.implementation)
@@ -177,9 +186,6 @@ class Hopfield(nnx.Module):
       raise ValueError(f"values must have one row per stored pattern ({stored.shape[1]}), "
                        f"got shape {tuple(values.shape)}")
     mask = check_mask(mask, (state.shape[0], self.num_heads, state.shape[1], stored.shape[1]))
-    if mask is not None and self.update_steps_max > 0:
-      raise ValueError("mask is not supported with update_steps_max > 0 (ops.hopfield_retrieve "
-                       "takes no memory mask); use update_steps_max=0 or unpadded stored patterns")
     z_BTNP = self.associate(self.state_proj(state), self.stored_proj(stored),
                             self.values_proj(values), mask=mask, deterministic=deterministic)
     if self.out is None:

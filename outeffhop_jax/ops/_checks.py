@@ -101,3 +101,23 @@ def as_bool_mask(mask, name: str = "mask"):
           f"with `{name} = additive_mask == 0` (or `additive_mask > -1e4`), or pass the additive "
           f"values as `bias=` where the function has one")
   return mask != 0
+
+
+def varying_axes(x) -> set:
+  """The mesh axes `x` varies over inside `jax.shard_map` (empty outside)."""
+  aval = jax.typeof(x)
+  vma = getattr(aval, "vma", None)  # older jax; newer jax keeps it in manual_axis_type.varying
+  if vma is None:
+    vma = getattr(getattr(aval, "manual_axis_type", None), "varying", ())
+  return set(vma or ())
+
+
+def vary_like(x, *refs):
+  """x marked as varying over every mesh axis any of `refs` varies over (inside `jax.shard_map`
+  with check_vma=True a scan carry must keep one type; a no-op outside shard_map)."""
+  axes = set()
+  for r in refs:
+    if r is not None:
+      axes |= varying_axes(r)
+  missing = tuple(sorted(axes - varying_axes(x)))
+  return jax.lax.pcast(x, missing, to="varying") if missing else x

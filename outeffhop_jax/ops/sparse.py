@@ -139,6 +139,8 @@ def entmax(x, alpha, axis: int = -1):
   reduced = x_last.shape[:-1]
   _checks.check_broadcastable(alpha.shape, reduced, "alpha", f"the reduced shape {reduced}")
   alpha_k = jnp.broadcast_to(alpha, reduced)[..., None]
+  # Inside jax.shard_map the custom_vjp's alpha cotangent varies like x: alpha must too.
+  alpha_k = _checks.vary_like(alpha_k, x_last)
   out = _entmax_last(x_last, alpha_k)
   return jnp.moveaxis(out, -1, axis).astype(x.dtype)
 

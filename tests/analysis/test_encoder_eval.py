@@ -121,7 +121,7 @@ def test_outliers_name_one_dominant_ffn_dimension(setup, outl):
 def test_outlier_kurtosis_counts_real_tokens_only(setup, outl):
   model, _, data, _ = setup
   ids, mask = data.passages[0]
-  _, acts = capture(model, lambda m: m(ids, attention_mask_BT=mask))
+  _, acts = capture(model, lambda m: m(ids, attention_mask=mask))
   name = "layers.1.ffn_output"
   x = np.asarray(acts[name], np.float64)
   k = []

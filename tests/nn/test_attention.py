@@ -42,7 +42,7 @@ def test_matches_ops_attention_with_projections():
   mha = onn.MultiHeadAttention(16, 4, normalizer="softmax1", rngs=nnx.Rngs(1))
   x = _x()
   q, k, v = mha.query(x), mha.key(x), mha.value(x)
-  ctx = ops.dot_product_attention(q, k, v, normalizer="softmax1", causal=True)
+  ctx = ops.dot_product_attention(q, k, v, normalizer="softmax1", is_causal=True)
   want = jnp.einsum("btnh,nhd->btd", ctx, mha.out.kernel[...]) + mha.out.bias[...]
   np.testing.assert_allclose(mha(x, causal=True), want, atol=1e-6)
 

@@ -66,26 +66,26 @@ def test_model_attention_mask_is_bool_or_0_1(opt, bert):
   for mask, what in (([[1, 1, 2, 1]], "value 2"), ([[0, 0, -1, 0]], "additive"),
                      ([[0.0, 0.0, -np.inf, 0.0]], "additive")):
     for model in (opt, bert):
-      with pytest.raises(ValueError, match=f"attention_mask_BT must be boolean or hold only 0 and 1.*{what}"):
-        model(ids, attention_mask_BT=jnp.asarray(mask))
+      with pytest.raises(ValueError, match=f"attention_mask must be boolean or hold only 0 and 1.*{what}"):
+        model(ids, attention_mask=jnp.asarray(mask))
   # 0/1 in any dtype is the boolean mask; all ones equals no mask (OPT positions 0..T-1).
   pad = jnp.array([[0, 1, 1, 1]])
   for model in (opt, bert):
-    ref = model(ids, attention_mask_BT=pad.astype(bool))
-    np.testing.assert_allclose(model(ids, attention_mask_BT=pad.astype(jnp.float32)), ref, atol=1e-6)
-    np.testing.assert_allclose(model(ids, attention_mask_BT=ones), model(ids), atol=1e-6)
+    ref = model(ids, attention_mask=pad.astype(bool))
+    np.testing.assert_allclose(model(ids, attention_mask=pad.astype(jnp.float32)), ref, atol=1e-6)
+    np.testing.assert_allclose(model(ids, attention_mask=ones), model(ids), atol=1e-6)
   # Under jit the values are unknown: the documented non-zero rule, so a 2 counts as a 1.
-  jitted = nnx.jit(lambda m, i, k: m(i, attention_mask_BT=k))
+  jitted = nnx.jit(lambda m, i, k: m(i, attention_mask=k))
   np.testing.assert_allclose(jitted(opt, ids, jnp.array([[1, 1, 2, 1]])), opt(ids), atol=1e-5)
 
 
 def test_token_ids_outside_vocab(opt, bert):
   for model in (opt, bert):
     for bad in (32, -1):
-      with pytest.raises(ValueError, match=rf"input_ids_BT must hold ids in \[0, vocab_size=32\), got {bad}"):
+      with pytest.raises(ValueError, match=rf"input_ids must hold ids in \[0, vocab_size=32\), got {bad}"):
         model(jnp.array([[1, 2, bad]]))
-  with pytest.raises(ValueError, match=r"token_type_ids_BT must hold ids in \[0, type_vocab_size=2\)"):
-    bert(jnp.array([[1, 2, 3]]), token_type_ids_BT=jnp.array([[0, 2, 0]]))
+  with pytest.raises(ValueError, match=r"token_type_ids must hold ids in \[0, type_vocab_size=2\)"):
+    bert(jnp.array([[1, 2, 3]]), token_type_ids=jnp.array([[0, 2, 0]]))
   # The documented jit behaviour (values unknown there): id >= vocab gives NaN logits, -1 wraps
   # to the last id.
   jitted = nnx.jit(lambda m, i: m(i))
@@ -190,6 +190,6 @@ def test_empty_inputs(opt):
   np.testing.assert_array_equal(hop(state=jnp.ones((2, 3, 8)), stored=jnp.ones((2, 0, 8))), 0.0)
   # Models: empty batch / sequence -> empty logits; an empty Plug-and-Play bank is refused.
   assert opt(jnp.zeros((0, 4), jnp.int32)).shape == (0, 4, 32)
-  assert opt(jnp.zeros((2, 0), jnp.int32), attention_mask_BT=jnp.zeros((2, 0))).shape == (2, 0, 32)
+  assert opt(jnp.zeros((2, 0), jnp.int32), attention_mask=jnp.zeros((2, 0))).shape == (2, 0, 32)
   with pytest.raises(ValueError, match=r"memory_KLC must have shape \[K, 12, 2\] with K >= 1"):
     models.stanhop.plug_and_play(jnp.zeros((1, 12, 2)), jnp.zeros((0, 12, 2)), beta=1.0)
