@@ -53,15 +53,16 @@ def main(argv=None, log=None) -> int:
   """Runs the command of argv; `log` (default: print, flushed) receives the progress lines."""
   argv = sys.argv[1:] if argv is None else list(argv)
   if _encoder_preset(argv):
-    from outeffhop_jax.analysis import encoder_study
+    from outeffhop_jax.analysis.experiments.inspect import run as encoder_study
 
     return encoder_study.main(argv[1:], log=log or (lambda m: print(m, flush=True)))
   if argv and argv[0] == "repair":
-    from outeffhop_jax.analysis import repair
+    from outeffhop_jax.analysis.experiments.repair import run as repair
 
     return repair.main(argv[1:], log=log)
   args = _parser().parse_args(argv)
-  from outeffhop_jax.analysis import study, w8a8
+  from outeffhop_jax.analysis.experiments.study import run as study
+  from outeffhop_jax.analysis.quant import w8a8
 
   variants = (study.StudyOptions.variants if args.variants is None
               else tuple(v for v in args.variants.split(",") if v))
@@ -91,7 +92,7 @@ def main(argv=None, log=None) -> int:
 
 def _encoder_preset(argv) -> bool:
   """Whether argv is `study --preset P ...` with P a pretrained encoder (`encoder_study.PRESETS`)."""
-  from outeffhop_jax.analysis.encoder_study import PRESETS
+  from outeffhop_jax.analysis.experiments.inspect.run import PRESETS
 
   if not argv or argv[0] != "study":
     return False

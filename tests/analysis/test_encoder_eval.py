@@ -6,7 +6,10 @@ and one ablation are computed once per module (the model itself once per worker:
 import numpy as np
 import pytest
 
-from outeffhop_jax.analysis import act_groups, encoder_eval as E, metrics, w8a8
+from outeffhop_jax.analysis.quant import act_groups
+from outeffhop_jax.analysis.quant import fidelity as E
+from outeffhop_jax.analysis.outliers import metrics
+from outeffhop_jax.analysis.quant import w8a8
 from outeffhop_jax.data import embedded
 from outeffhop_jax.nn import capture
 ABLATED = ("qkv", "attn_probs", "ffn_output", "residual")

@@ -1,5 +1,5 @@
 """results.md: the papers' layout, with published figures only beside a paper preset."""
-from outeffhop_jax.analysis import report
+from outeffhop_jax.analysis.experiments.study import report
 
 
 def _result(variant, kurt, inf, ppl, w8):

@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from outeffhop_jax import models
-from outeffhop_jax.analysis import w8a8
+from outeffhop_jax.analysis.quant import w8a8
 from outeffhop_jax.nn import AttentionGate, capture
 
 KW = dict(d_model=32, num_layers=2, num_heads=4, d_ff=64)

@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis import act_groups, w8a8
-from outeffhop_jax.analysis.encoder_outliers import MODULES, PAPER_MODULES, outliers
+from outeffhop_jax.analysis.quant import act_groups
+from outeffhop_jax.analysis.quant import w8a8
+from outeffhop_jax.analysis.outliers.encoder import MODULES, PAPER_MODULES, outliers
 from outeffhop_jax.data import embedded
 from outeffhop_jax.models import sentence
 

@@ -31,7 +31,7 @@ from typing import Iterable
 import jax.numpy as jnp
 from flax import nnx
 
-from outeffhop_jax.analysis import w8a8
+from outeffhop_jax.analysis.quant import w8a8
 
 # (group, pattern searched in the dotted path); BERT, OPT and ViT module names.
 PATTERNS = (

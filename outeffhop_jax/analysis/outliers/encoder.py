@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis import collect, metrics
+from outeffhop_jax.analysis.outliers import collect
+from outeffhop_jax.analysis.outliers import metrics
 from outeffhop_jax.nn import capture
 
 Batch = tuple[np.ndarray, np.ndarray]  # (input_ids_BT int32, attention_mask_BT int32)

@@ -44,7 +44,7 @@ class EncoderStudyOptions:
 
 def run(opts: EncoderStudyOptions, log=print) -> dict:
   """Runs the study; writes results.json, results.md and the plots under opts.out."""
-  from outeffhop_jax.analysis import encoder_eval as E
+  from outeffhop_jax.analysis.quant import fidelity as E
   from outeffhop_jax.models import hf, packaged
 
   t0 = time.perf_counter()
@@ -95,7 +95,7 @@ def _token(tok, i: int) -> str:
 
 def _write(results: dict, opts: EncoderStudyOptions):
   if opts.plots:
-    from outeffhop_jax.analysis import encoder_plots
+    from outeffhop_jax.analysis.experiments.inspect import plots as encoder_plots
 
     results["plots"] = [os.path.basename(p) for p in encoder_plots.write_all(results, opts.out)]
   with open(os.path.join(opts.out, "results.json"), "w") as f:
@@ -245,7 +245,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv, log=print) -> int:
   """`study --preset minilm ...` (argv without the "study" word)."""
-  from outeffhop_jax.analysis import w8a8
+  from outeffhop_jax.analysis.quant import w8a8
 
   a = parser().parse_args(argv)
   settings = tuple(x for x in a.settings.split(",") if x)

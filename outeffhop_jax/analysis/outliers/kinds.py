@@ -48,7 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis import collect, metrics
+from outeffhop_jax.analysis.outliers import collect
+from outeffhop_jax.analysis.outliers import metrics
 from outeffhop_jax.nn import MultiHeadAttention, capture
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
 

@@ -27,7 +27,7 @@ import math
 import jax.numpy as jnp
 from flax import nnx
 
-from outeffhop_jax.analysis import quant
+from outeffhop_jax.analysis.quant.quantizers import fake_quant, quantize_weight, update_range
 from outeffhop_jax.nn import MultiHeadAttention
 from outeffhop_jax.nn.gates import AttentionGate, OutputGate, apply_gate
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
@@ -72,9 +72,9 @@ class QuantRange(nnx.Variable):
 
 
 class ActQuantizer(nnx.Module):
-  """Asymmetric per-tensor fake quantizer x -> x_hat on [x_min, x_max] (see `quant.fake_quant`).
+  """Asymmetric per-tensor fake quantizer x -> x_hat on [x_min, x_max] (see `quantizers.fake_quant`).
 
-  mode "off": identity. "calibrate": identity, the range follows `quant.update_range`.
+  mode "off": identity. "calibrate": identity, the range follows `quantizers.update_range`.
   "quantize": fake-quantize with the frozen range. An uncalibrated quantizer (calibrated False)
   has the range [0, 0] and maps everything to 0, so forgetting calibration cannot go unnoticed.
   bits None: always the identity (that side stays in float).
@@ -91,13 +91,12 @@ class ActQuantizer(nnx.Module):
     if self.bits is None or self.mode == "off":
       return x
     if self.mode == "calibrate":
-      lo, hi, flag = quant.update_range((self.x_min[...], self.x_max[...], self.calibrated[...]), x,
-                                        momentum=self.momentum, percentile=self.percentile,
-                                        where=where)
+      lo, hi, flag = update_range((self.x_min[...], self.x_max[...], self.calibrated[...]), x,
+                                  momentum=self.momentum, percentile=self.percentile, where=where)
       self.x_min[...], self.x_max[...], self.calibrated[...] = lo, hi, flag
       return x
-    return quant.fake_quant(x, num_bits=self.bits, symmetric=False, x_min=self.x_min[...],
-                            x_max=self.x_max[...])
+    return fake_quant(x, num_bits=self.bits, symmetric=False, x_min=self.x_min[...],
+                      x_max=self.x_max[...])
 
 
 class QuantOut(nnx.Module):
@@ -168,8 +167,8 @@ def _valid_mask(mask, causal, T, S):
 
 def _quantize_kernel(module, cfg: QuantConfig):
   if cfg.weight_bits is not None:
-    module.kernel[...] = quant.quantize_weight(module.kernel[...], num_bits=cfg.weight_bits,
-                                               method=cfg.weight_method).astype(module.kernel.dtype)
+    module.kernel[...] = quantize_weight(module.kernel[...], num_bits=cfg.weight_bits,
+                                         method=cfg.weight_method).astype(module.kernel.dtype)
 
 
 def _set_child(parent, key, child):

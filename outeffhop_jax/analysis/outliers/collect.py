@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis import metrics
+from outeffhop_jax.analysis.outliers import metrics
 from outeffhop_jax.nn import capture
 
 HIST_EDGES = np.linspace(-4.0, 4.0, 81)  # log10 |x| bins: 1e-4 .. 1e4

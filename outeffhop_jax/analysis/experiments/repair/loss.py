@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from outeffhop_jax.analysis import metrics
+from outeffhop_jax.analysis.outliers import metrics
 from outeffhop_jax.models import sentence
 
 PENALTIES = ("magnitude", "kurtosis", "none")

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis.repair_loss import (DEFAULT_TAU, PENALTIES, PENALTY_MODULES,
+from outeffhop_jax.analysis.experiments.repair.loss import (DEFAULT_TAU, PENALTIES, PENALTY_MODULES,
                                                 TrainOptions, learning_rate, loss_terms,
                                                 jit_teacher_targets, make_train_step)
 
@@ -237,7 +237,7 @@ class _Context:
   """What every run shares: teacher, tokenizer, evaluation data and FP32 references, timings."""
 
   def __init__(self, opts: RepairOptions, log):
-    from outeffhop_jax.analysis import encoder_eval as E
+    from outeffhop_jax.analysis.quant import fidelity as E
     from outeffhop_jax.models import hf, packaged
 
     self.E, self.opts, self.log = E, opts, log
@@ -374,7 +374,7 @@ def _curve_line(run: Run, p: dict, planned: int) -> str:
 
 def run_repair(opts: RepairOptions, log: Callable[[str], None] = print) -> dict:
   """Runs every fine-tune of `opts.runs`; writes OUT/results.json, results.md and the curves."""
-  from outeffhop_jax.analysis import repair_report
+  from outeffhop_jax.analysis.experiments.repair import report as repair_report
   from outeffhop_jax.models import hf
 
   t_start = time.perf_counter()
