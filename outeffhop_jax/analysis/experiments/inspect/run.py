@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from outeffhop_jax.analysis._io import json_default
+from outeffhop_jax.analysis._format import grouped, mean_std
 
 # Presets this study answers to (the `study --preset` value) -> packaged checkpoint name.
 PRESETS = {"minilm": "all-MiniLM-L6-v2", "all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
@@ -105,16 +106,6 @@ def _write(results: dict, opts: EncoderStudyOptions):
 
 
 
-def _f(x, digits=2):
-  if abs(x) >= 1000:
-    return f"{x:,.0f}"
-  return f"{x:.{digits}f}"
-
-
-def _pm(q, digits=4):
-  return f"{q['mean']:.{digits}f} ± {q['std']:.{digits}f}"
-
-
 def _wlabel(abl: dict) -> str:
   return "W32" if abl.get("weight_bits") is None else f"W{abl['weight_bits']}"
 
@@ -149,8 +140,9 @@ def markdown(r: dict) -> str:
              f"{n['fidelity']:.4f} | {n['recall@1']:.3f} | {n['mrr']:.3f} | "
              f"{n['fidelity_pairs']:.4f} |")
   for name, q in r["quantized"].items():
-    L.append(f"| {name} | {_pm(q['fidelity'])} | {_pm(q['recall@1'], 3)} | {_pm(q['mrr'], 3)} | "
-             f"{_pm(q['fidelity_pairs'])} |")
+    L.append(f"| {name} | {mean_std(q['fidelity'])} | {mean_std(q['recall@1'], 3)} | "
+             f"{mean_std(q['mrr'], 3)} | "
+             f"{mean_std(q['fidelity_pairs'])} |")
 
   L += ["", "## Outliers (DESIGN §4, real tokens only)", "",
         "| Module set | Avg kurtosis | Max kurtosis (module) | Max inf-norm (module) | "
@@ -158,14 +150,15 @@ def markdown(r: dict) -> str:
         "|---|---|---|---|---|---|---|"]
   for label, x in (("BERT set: FFN output + its LayerNorm", s),
                    ("+ attention-output LayerNorms", sa)):
-    L.append(f"| {label} ({x['num_modules']} modules) | {_f(x['avg_kurtosis'], 1)} | "
-             f"{_f(x['max_kurtosis'], 1)} ({x['max_kurtosis_module']}) | "
-             f"{_f(x['max_inf_norm'], 1)} ({x['max_inf_norm_module']}) | {dom['dim']} "
+    L.append(f"| {label} ({x['num_modules']} modules) | {grouped(x['avg_kurtosis'], 1)} | "
+             f"{grouped(x['max_kurtosis'], 1)} ({x['max_kurtosis_module']}) | "
+             f"{grouped(x['max_inf_norm'], 1)} ({x['max_inf_norm_module']}) | {dom['dim']} "
              f"({', '.join(map(str, dom['layers']))}) | "
              f"{x['sink_rate']:.2f} | {x['beyond_6sigma']:.1e} |")
   v = o["values"]
-  L += ["", f"Dominant dimension **{dom['dim']}**: max |x| {_f(dom['max_abs'], 1)} "
-        f"({_f(dom['ratio_to_median'], 0)}× the median dimension's max), the argmax of max |x| in "
+  L += ["", f"Dominant dimension **{dom['dim']}**: max |x| {grouped(dom['max_abs'], 1)} "
+        f"({grouped(dom['ratio_to_median'], 0)}× the median dimension's max), the argmax of max "
+        f"|x| in "
         f"the FFN outputs of layers {', '.join(map(str, dom['layers']))} and in "
         f"{len(dom['modules'])} of {len(o['module_set'])} modules. In `{v['module']}` over "
         f"{v['tokens']} tokens: median |x| {v['median_abs_dim']:.2f}, max {v['max_abs_dim']:.1f}, "
@@ -178,7 +171,7 @@ def markdown(r: dict) -> str:
         "| Top dim | Max \\|x\\| | × median | Peak module | Modules ≥ half its max |",
         "|---|---|---|---|---|"]
   for t in o["top_dims"]:
-    L.append(f"| {t['dim']} | {_f(t['max_abs'], 1)} | {_f(t['ratio_to_median'], 1)} | "
+    L.append(f"| {t['dim']} | {grouped(t['max_abs'], 1)} | {grouped(t['ratio_to_median'], 1)} | "
              f"{t['module']} | {', '.join(t['modules_over_half'])} |")
 
   if o.get("weights"):
@@ -193,7 +186,7 @@ def markdown(r: dict) -> str:
         "|---|---|---|---|---|"]
   dm = o["module_dim_max"]
   for name, m in o["modules"].items():
-    L.append(f"| {name} | {_f(m['kurtosis'], 1)} | {_f(m['inf_norm'], 1)} | "
+    L.append(f"| {name} | {grouped(m['kurtosis'], 1)} | {grouped(m['inf_norm'], 1)} | "
              f"{m['beyond_6sigma']:.1e} | {int(np.argmax(dm[name]))} |")
   L += ["", "| Layer | Heads with mean attention to [CLS] > 0.3 | Mean attention to [CLS] |",
         "|---|---|---|"]
