@@ -9,3 +9,6 @@ groups and embedding fidelity.
 """
 from outeffhop_jax.analysis.quant.quantizers import (batch_range, fake_quant, quant_params,
                                                      quantize_weight, update_range, weight_range)
+
+__all__ = ["batch_range", "fake_quant", "quant_params", "quantize_weight", "update_range",
+           "weight_range"]
