@@ -7,11 +7,11 @@
 
   python -m outeffhop_jax.analysis study --preset minilm --out /tmp/minilm_study [...]
 
-studies the packaged pretrained encoder instead (no training; options: `encoder_study.parser`).
+studies the packaged pretrained encoder instead (no training; options: `experiments.inspect.run.parser`).
 
   python -m outeffhop_jax.analysis repair --out /tmp/repair [--preset default|full|gpu] [...]
 
-fine-tunes it to remove its outliers (distillation + attention change / penalty; `repair.parser`).
+fine-tunes it to remove its outliers (distillation + attention change / penalty; `experiments.repair.run.parser`).
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def main(argv=None, log=None) -> int:
 
 
 def _encoder_preset(argv) -> bool:
-  """Whether argv is `study --preset P ...` with P a pretrained encoder (`encoder_study.PRESETS`)."""
+  """Whether argv is `study --preset P ...` with P a pretrained encoder (`experiments.inspect.run.PRESETS`)."""
   from outeffhop_jax.analysis.experiments.inspect.run import PRESETS
 
   if not argv or argv[0] != "study":

@@ -1,4 +1,4 @@
-"""Outlier metrics of a model over an evaluation set (DESIGN §4), collected in one jitted loop.
+"""Outlier metrics of a model over an evaluation set (docs/metrics.md), collected in one jitted loop.
 
 Inside one `nnx.jit` function per batch, `nn.capture` records the sown module outputs and reduces
 each outlier module x_BTD (rows = `as_rows(x, "sequence")`, weighted by the batch's example mask) to

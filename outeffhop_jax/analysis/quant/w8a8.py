@@ -1,4 +1,4 @@
-"""W8A8 post-training fake quantization by NNX module surgery (DESIGN §5); no model file changes.
+"""W8A8 post-training fake quantization by NNX module surgery (docs/w8a8.md); no model file changes.
 
 `quantize_model(model, family, QuantConfig(...))` returns a copy of the model in which
   nnx.Linear / nnx.Conv / HeadsIn / HeadsOut   kernel fake-quantized once (symmetric, per tensor),

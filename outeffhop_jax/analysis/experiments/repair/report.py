@@ -1,6 +1,6 @@
 """results.json / results.md / curve PNGs of `repair` (the papers' table layout, one row per run).
 
-Targets of issue #10 for each run, against the original model (the FP32 import):
+The repair targets for each run, against the original model (the FP32 import):
     avg kurtosis <= 0.5 x the original's;  FP32 fidelity >= 0.98;
     W8A8 fidelity "clearly higher": mean gain > 0.01 and > 3 x the larger std over calibration subsets.
 """
@@ -63,13 +63,13 @@ def markdown(results: dict) -> str:
        f"(1 - cos) of sentence embeddings" + (f" + {tr['hidden_weight']:g} x block-output MSE"
                                               if tr["hidden_weight"] else "")
        + f" + {tr['penalty_weight']:g} x {tr['penalty']} penalty (tau {tr['tau']:g}) on "
-       f"{', '.join(tr['penalty_modules'])} of every layer. Evaluation (`encoder_eval`): "
+       f"{', '.join(tr['penalty_modules'])} of every layer. Evaluation (`quant.fidelity`): "
        f"{opts['n_passages'] or 'all'} eval passages (fidelity = mean cosine to the FP32 "
-       f"teacher's embeddings; outliers over the DESIGN §4 BERT set, real tokens), "
+       f"teacher's embeddings; outliers over the BERT set of docs/metrics.md, real tokens), "
        f"{opts['n_pairs']} retrieval pairs, W8A8 mean ± std over {cal['subsets']} calibration "
        f"subsets of {cal['batches']} x {cal['batch_size']} train passages. Dim {dim0} is the "
        "original's dominant hidden dimension (its largest |x| over the modules and tokens; max "
-       "inf-norm is the max over modules of the mean over sequences of max |x|, DESIGN §4). Wall "
+       "inf-norm is the max over modules of the mean over sequences of max |x|, docs/metrics.md). Wall "
        "time per run includes its evaluations.", "",
        f"| Model | Avg kurtosis | Max inf-norm | Dim {dim0} max \\|x\\| | FP32 fidelity | "
        "FP32 recall@1 / MRR | W8A8 fidelity | W8A8 recall@1 | Steps run | Wall time |",
@@ -92,7 +92,7 @@ def markdown(results: dict) -> str:
              f"{s['fp32']['mrr']:.3f} | {grouped(s['outliers']['avg_kurtosis'], 1)} | "
              f"{mean_std(w)} ({len(w['values'])} subset{'s' if len(w['values']) > 1 else ''}) |")
 
-  L += ["", "## Targets (issue #10)", "",
+  L += ["", "## Targets", "",
         f"Avg kurtosis at most {KURTOSIS_RATIO:g} x the original's, FP32 fidelity at least "
         f"{MIN_FIDELITY}, W8A8 fidelity gain over the original above {MIN_W8A8_GAIN} and above "
         "3 x the larger std.", "",

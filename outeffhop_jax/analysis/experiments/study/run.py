@@ -5,7 +5,7 @@
 Per variant: `train.py --config configs/<preset>.py:<variant> --workdir <root>/<preset>_<variant>`
 (skipped when the workdir already holds the final checkpoint, resumed when it holds an earlier
 one), then on the run's evaluation batches: the float metric, the outlier metrics (`collect`) and
-the three outlier kinds of the Systematic Outliers taxonomy (`outlier_kinds`: activation, weight
+the three outlier kinds of the Systematic Outliers taxonomy (`outliers.kinds`: activation, weight
 and attention outliers) and the fake-quantized metric of every setting (`w8a8.SETTINGS`), each
 calibrated on `calib_subsets` disjoint subsets of training batches (mean +- std). Writes
 results.json, results.md and plots. Variants are any names configs/<preset>.py accepts.
@@ -26,7 +26,7 @@ from outeffhop_jax.analysis._io import json_default
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))))
-# Calibration batches per subset (DESIGN §5: BERT 16, OPT 4).
+# Calibration batches per subset (docs/w8a8.md: BERT 16, OPT 4).
 CALIB_BATCHES = {"bert": 16, "opt": 4, "vit": 4, "stanhop": 4}
 
 
