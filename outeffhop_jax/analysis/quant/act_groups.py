@@ -58,15 +58,6 @@ def group_of(path: str) -> str:
   return "other"
 
 
-def quantizer_groups(qmodel) -> dict[str, list[str]]:
-  """{group: [dotted quantizer paths]} of a quantized model, every group of GROUPS present."""
-  out = {g: [] for g in GROUPS}
-  for path, _ in w8a8.quantizers(qmodel):
-    name = ".".join(map(str, path))
-    out[group_of(name)].append(name)
-  return out
-
-
 def check_groups(groups: Iterable[str] | None) -> tuple[str, ...] | None:
   """None (all) or a validated tuple of group names; raises ValueError naming the unknown ones."""
   if groups is None:
