@@ -9,7 +9,7 @@ Parameters the checkpoint lacks start as the model config initialises them: a ga
 gate_init (0.25: every head's output scaled by it, so the output moves at step 0), learned sinks
 start at 0 (= softmax1), clipped softmax starts at its gamma.
 
-Arms per attention variant V (the issue's ablation): "penalty" (vanilla attention + penalty: one
+Arms per attention variant V (the ablation): "penalty" (vanilla attention + penalty: one
 run whatever V), "swap" (V, no penalty), "both" (V + penalty). Each run logs a curve every
 `eval_every` steps on a fixed subset of the eval passages (distillation loss, penalty, FP32
 fidelity, avg kurtosis, max inf-norm, dominant-dim max |x|); `quant.fidelity.evaluate` (FP32
@@ -21,6 +21,10 @@ evaluations still to come (timed on the original, not guessed) is shared among t
 after its first steps a run shortens its planned steps (and so its schedule) to its share, and a
 run past its share stops. Each run records steps requested, planned and run.
 `report` writes results.json, results.md and the curve PNGs.
+
+Over 400 lines because it still holds its own fine-tune loop, time-budget scheduling and CLI
+options side by side; the next cut moves the scheduling and options out and runs the steps on the
+training system's loop (`outeffhop_jax.train`) instead of a second one.
 """
 from __future__ import annotations
 
