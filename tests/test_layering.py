@@ -15,6 +15,7 @@ packages Python initialises on the way are not edges (they are not what the code
 from __future__ import annotations
 
 import ast
+import functools
 import pathlib
 
 import pytest
@@ -68,9 +69,10 @@ def _imports(name: str, path: pathlib.Path, modules) -> set[str]:
   return out
 
 
-def _graph():
+@functools.lru_cache(maxsize=1)
+def _graph() -> dict[str, frozenset[str]]:
   modules = _modules()
-  return {n: _imports(n, p, modules) for n, p in modules.items()}
+  return {n: frozenset(_imports(n, p, modules)) for n, p in modules.items()}
 
 
 def _layer(module: str) -> str | None:
