@@ -9,7 +9,9 @@ The math lives in `outeffhop_jax.ops`; this module only owns parameters, the gat
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Callable
 
 import jax.numpy as jnp
 from flax import nnx
@@ -37,6 +39,29 @@ def parse_sinks(sinks):
     raise ValueError(f"sinks must be 'none', 'learned' or a finite number (a fixed sink logit), "
                      f"got {sinks!r}")
   return value
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionHooks:
+  """Callables that observe or replace intermediate tensors of `MultiHeadAttention` (None = identity).
+
+    scores(s_BNTS, where=valid)   scaled logits q.k / sqrt(H), float32 [B, N, T, S], before the normalizer
+    probs(p_BNTS, where=valid)    normalizer output, float32 [B, N, T, S]
+    context(ctx_BTNH)             P.V context after the gate, the output projection's input
+  `valid` is the boolean [B|1, N|1, T, S] mask (mask and causality combined) or None. With hooks the
+  layer takes the "reference" path and forms the probabilities (used by fake quantization).
+  """
+  scores: Callable | None = None
+  probs: Callable | None = None
+  context: Callable | None = None
+
+
+def _valid_mask(mask, causal: bool, T: int, S: int):
+  valid = None if mask is None else jnp.asarray(mask, bool)
+  if causal:
+    causal_TS = jnp.arange(S)[None, :] <= jnp.arange(T)[:, None]
+    valid = causal_TS if valid is None else jnp.logical_and(valid, causal_TS)
+  return valid
 
 
 def check_input(x, name: str, rank: int, layout: str, last_dim: int | None = None):
@@ -164,12 +189,13 @@ class MultiHeadAttention(nnx.Module):
     return ctx.reshape(B, T, self.num_heads, self.head_dim)
 
   def __call__(self, x_BTD, *, context_BSD=None, mask=None, causal: bool = False,
-               deterministic: bool = True):
+               deterministic: bool = True, hooks: AttentionHooks | None = None):
     """x_BTD [B, T, D] -> [B, T, D]. mask: broadcastable to [B, N, T, S], boolean (True = attend)
     or 0/1 (non-zero = attend); an additive 0 / -inf mask is refused. B, T or S = 0 give an empty
     result (S = 0: no key to attend to, context 0, output = the output projection's bias).
 
     context_BSD: keys/values source for cross-attention (default x_BTD). causal: key j <= query i.
+    hooks: `AttentionHooks` on the scores, probabilities and context (None: no hooks).
     """
     check_input(x_BTD, "x_BTD", 3, "[batch, seq, d_model]", self.d_model)
     c_BSD = x_BTD if context_BSD is None else context_BSD
@@ -183,6 +209,9 @@ class MultiHeadAttention(nnx.Module):
     q_BTNH, k_BSKH, v_BSKH = self.query(x_BTD), self.key(c_BSD), self.value(c_BSD)
     sinks_N = self._sinks_N()
     kw = dict(normalizer=self.norm, mask=mask, is_causal=causal, sinks=sinks_N)
+    if hooks is not None and B * T * S:
+      use_dropout = self.dropout is not None and not deterministic
+      return self._hooked(x_BTD, q_BTNH, k_BSKH, v_BSKH, mask, causal, sinks_N, hooks, use_dropout)
     if B * T * S == 0:
       # Empty batch / queries: an empty result. No keys (S = 0): each row is a row over 0 keys,
       # which, like a fully masked row, has no probability mass, so its context is 0.
@@ -192,6 +221,35 @@ class MultiHeadAttention(nnx.Module):
     else:
       ctx_BTNH = self._attend(q_BTNH, k_BSKH, v_BSKH, kw, deterministic)
     ctx_BTNH = apply_gate(self.gate, x_BTD, ctx_BTNH)
+    if self.capture_intermediates:
+      self.sow(nnx.Intermediate, "context", ctx_BTNH)
+    return self.out(ctx_BTNH)
+
+
+  def _hooked(self, x_BTD, q_BTNH, k_BSKH, v_BSKH, mask, causal, sinks_N, hooks, use_dropout):
+    """The "reference" forward (same math as `ops.attention_weights` and its P.V) with `hooks`."""
+    B, T, N, H = q_BTNH.shape
+    S, K = k_BSKH.shape[1], self.num_kv_heads
+    logits = jnp.einsum("btkgh,bskh->bkgts", q_BTNH.reshape(B, T, K, N // K, H), k_BSKH,
+                        preferred_element_type=jnp.float32)
+    s_BNTS = logits.reshape(B, N, T, S) * (1.0 / math.sqrt(H))
+    valid = _valid_mask(mask, causal, T, S)
+    if hooks.scores is not None:
+      s_BNTS = hooks.scores(s_BNTS, where=valid)
+    norm = self.norm if sinks_N is None else self.norm.with_sinks(
+        jnp.broadcast_to(jnp.asarray(sinks_N, jnp.float32), (N,))[:, None])
+    p_BNTS = norm(s_BNTS, axis=-1, where=valid).astype(jnp.float32)
+    if hooks.probs is not None:
+      p_BNTS = hooks.probs(p_BNTS, where=valid)
+    if self.capture_attention_probs:
+      self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
+    if use_dropout:
+      p_BNTS = self.dropout(p_BNTS, deterministic=False)
+    ctx = jnp.einsum("bkgts,bskh->btkgh", p_BNTS.reshape(B, K, N // K, T, S),
+                     v_BSKH.astype(jnp.float32))
+    ctx_BTNH = apply_gate(self.gate, x_BTD, ctx.reshape(B, T, N, H).astype(q_BTNH.dtype))
+    if hooks.context is not None:
+      ctx_BTNH = hooks.context(ctx_BTNH)
     if self.capture_intermediates:
       self.sow(nnx.Intermediate, "context", ctx_BTNH)
     return self.out(ctx_BTNH)
