@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from outeffhop_jax.train import config_lib, sharding, tasks
+from outeffhop_jax.train import config_lib, forecasting, sharding, tasks
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -12,8 +12,10 @@ def validate(config, num_devices: int, num_processes: int = 1) -> tuple[int, int
   """Raises ValueError("config.<field>: ...") on a bad value; returns the resolved mesh shape."""
   if config.family not in tasks.FAMILIES:
     raise ValueError(f"config.family: unknown {config.family!r} (one of {sorted(tasks.FAMILIES)})")
-  if config.variant not in config_lib.VARIANTS:
-    raise ValueError(f"config.variant: unknown {config.variant!r} (one of {config_lib.VARIANTS})")
+  variants = config_lib.VARIANTS + (tuple(forecasting.EXTRA_VARIANTS)
+                                    if config.family == "stanhop" else ())
+  if config.variant not in variants:
+    raise ValueError(f"config.variant: unknown {config.variant!r} (one of {variants})")
   _positive(config, "train.num_steps", "train.global_batch_size", "train.log_every",
             "train.checkpoint_every")
   if config.family != "vit":

@@ -4,6 +4,11 @@ A config has these sections (every field can be overridden on the command line,
 e.g. `--config.train.num_steps=100 --config.mesh.fsdp=2`):
   family, variant, model_preset   which model (opt | bert | vit), attention variant, model preset
   model       overrides for `XConfig.from_preset(model_preset, **model)` (the frozen dataclass)
+
+The fields that follow from the variant (normalizer, gate, gate_init, clipped softmax's gamma from
+data.seq_len) are not stored in `model`: they are resolved when the run's model config is built
+(`train.input.resolved_model_config`), after command-line overrides, so `--config.variant=gated`
+or `--config.data.seq_len=64` change them. A field set explicitly in `model` wins.
   data        dataset ("embedded" | "tfds:NAME"), splits, tokenizer, sequence length / image size
   train       steps, batch, seed, logging / eval / checkpoint cadence, compute dtype
   optimizer   AdamW, schedule, clipping
@@ -67,7 +72,7 @@ def base_config(family: str, variant: str, model_preset: str) -> ml_collections.
   c.family = family
   c.variant = variant
   c.model_preset = model_preset
-  c.model = ml_collections.ConfigDict()  # filled by the preset file, then variant_overrides
+  c.model = ml_collections.ConfigDict()  # explicit model fields; the variant's resolve later
 
   c.data = ml_collections.ConfigDict()
   c.data.dataset = "embedded"
@@ -137,6 +142,10 @@ def parse_arg(arg: str | None, default_variant: str = "softmax1") -> str:
 
 
 def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Applies the variant to the model section; call last in a preset's get_config."""
-  c.model.update(variant_overrides(c.family, c.variant, c.data.seq_len))
+  """Returns `c` unchanged (kept for preset files that still call it).
+
+  The variant used to be applied here, before command-line overrides, which then could not change
+  it; it is now resolved with the model config (`variant_overrides`, called by
+  `train.input.resolved_model_config`).
+  """
   return c

@@ -40,10 +40,14 @@ def variant_overrides(variant: str) -> tuple[str, dict]:
 
 
 def base_config(arg, model_preset: str):
-  """config_lib.base_config for family "stanhop" with the forecasting data fields."""
-  variant, overrides = variant_overrides(config_lib.parse_arg(arg, "softmax1"))
+  """config_lib.base_config for family "stanhop" with the forecasting data fields.
+
+  The variant (one of config_lib.VARIANTS or EXTRA_VARIANTS) is resolved into model fields when
+  the model config is built (`resolved_model_config`), after command-line overrides.
+  """
+  variant = config_lib.parse_arg(arg, "softmax1")
+  variant_overrides(variant)  # an unknown variant fails here, naming the known ones
   c = config_lib.base_config("stanhop", variant, model_preset=model_preset)
-  c.model.update(overrides)
   c.data.dataset = "embedded"  # or "csv:/path/ETTh1.csv"
   c.data.split_rule = "auto"  # auto | ett_hour | ett_minute | ratio
   c.data.columns = ()  # series to read (empty: every column but the date)
@@ -101,14 +105,16 @@ def _in_len(config) -> int:
 
 
 def resolved_model_config(config):
-  """STanHopConfig.from_preset(model_preset, **model), n_series from the data; checks the data."""
+  """STanHopConfig.from_preset(model_preset, **model): n_series from the data, normalizer / gate /
+  learn_alpha from config.variant (unless set in config.model); checks the data."""
   from outeffhop_jax.models.stanhop import STanHopConfig
 
   n = series_splits(config).n_series
   overrides = {"n_series": n}
   if config.train.compute_dtype not in (None, "float32"):
     overrides["dtype"] = config.train.compute_dtype
-  overrides.update(dict(config.model))
+  overrides.update(variant_overrides(config.variant)[1])  # resolved after command-line overrides
+  overrides.update(dict(config.model))  # explicit model fields win
   fields = {f.name for f in dataclasses.fields(STanHopConfig)}
   unknown = sorted(set(config.model) - fields)
   if unknown:

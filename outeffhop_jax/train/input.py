@@ -7,7 +7,7 @@ import math
 import jax
 
 from outeffhop_jax import data
-from outeffhop_jax.train import tasks
+from outeffhop_jax.train import config_lib, tasks
 
 
 def is_text(config) -> bool:
@@ -24,7 +24,9 @@ def resolved_model_config(config, tokenizer=None):
   Text: vocab_size = tokenizer vocab rounded up to data.pad_vocab_to, max_len = the sequence
   length the model reads, pad_token_id = the tokenizer's. Images: image_size and num_channels.
   compute_dtype other than float32 sets the model's compute `dtype` (parameters stay float32).
-  Values set explicitly in config.model win, and are then checked against the data.
+  The variant sets normalizer / gate / gate_init (`config_lib.variant_overrides`; clipped
+  softmax's gamma from data.seq_len). Values set explicitly in config.model win, and are then
+  checked against the data.
   """
   if config.family == "stanhop":
     return _forecasting().resolved_model_config(config)
@@ -42,6 +44,9 @@ def resolved_model_config(config, tokenizer=None):
   _, config_cls = tasks._classes(config.family)
   fields = {f.name for f in dataclasses.fields(config_cls)}
   overrides = {k: v for k, v in auto.items() if k in fields}
+  # The variant's fields, resolved here (after command-line overrides of variant and seq_len).
+  overrides.update(config_lib.variant_overrides(config.family, config.variant,
+                                                int(config.data.seq_len)))
   overrides.update(dict(config.model))
   unknown = sorted(set(config.model) - fields)
   if unknown:

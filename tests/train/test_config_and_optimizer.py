@@ -25,9 +25,13 @@ def test_every_preset_and_variant_resolves(preset_name, preset):
       assert model_cfg.gate_init == 0.25
 
 
+def _resolved(config):
+  return input_lib.resolved_model_config(config, input_lib.tokenizer_for(config))
+
+
 def test_clipped_gamma_follows_the_papers(preset):
-  assert preset("opt_125m", "clipped").model.normalizer == "clipped:-0.0234375:1.0"  # -12/512
-  assert preset("bert_base", "clipped1").model.normalizer == "clipped1:-0.025:1.0"
+  assert _resolved(preset("opt_125m", "clipped")).normalizer == "clipped:-0.0234375:1.0"  # -12/512
+  assert _resolved(preset("bert_base", "clipped1")).normalizer == "clipped1:-0.025:1.0"
 
 
 def test_full_scale_hyperparameters(preset):

@@ -45,7 +45,7 @@ def test_configs_resolve_and_check_the_data(preset, tmp_path):
     assert c.data.seq_len == c.model.in_len
   c = preset("stanhop_etth1", "softmax1")
   assert (c.model.in_len, c.model.out_len, c.model.seg_len) == (168, 24, 6)
-  assert c.model.normalizer == "softmax1" and c.data.split_rule == "ett_hour"
+  assert c.variant == "softmax1" and c.data.split_rule == "ett_hour"
   c = preset("stanhop_tiny", "gated1")
   c.data.dataset = _csv(tmp_path, _periodic(400))
   cfg = input_lib.resolved_model_config(c)
