@@ -24,6 +24,10 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 
+# Files every complete checkpoint of this layout has (orbax's tree metadata and OCDBT manifest).
+_EXPECTED_FILES = ("state/_METADATA", "state/manifest.ocdbt")
+
+
 class CheckpointRestoreError(RuntimeError):
   """No checkpoint of a folder could be restored; the message names the folder and the causes."""
 
@@ -38,7 +42,7 @@ def _cause(e: BaseException) -> str:
     seen.add(id(inner))
     inner = nxt
   lines = [l for l in str(inner).splitlines() if l.strip()] or [repr(inner)]
-  text = lines[0] if len(lines[0]) <= 400 else lines[0][:400] + " ..."
+  text = lines[0] if len(lines[0]) <= 300 else lines[0][:300] + " ..."
   return f"{type(inner).__name__}: {text}"
 
 
@@ -127,7 +131,10 @@ class Checkpointer:
       try:
         restored = self._manager.restore(s, args=ocp.args.Composite(**items))
       except Exception as e:  # noqa: BLE001 (orbax / tensorstore raise many kinds)
-        failed.append((s, _cause(e)))
+        missing = [f for f in _EXPECTED_FILES if not os.path.exists(
+            os.path.join(self.directory, str(s), f))]
+        # A missing file makes orbax fail later on with an unrelated-looking tree error: name it.
+        failed.append((s, f"missing {', '.join(missing)} ({_cause(e)})" if missing else _cause(e)))
         logging.warning("checkpoint at step %d (%s) cannot be restored: %s", s,
                         os.path.join(self.directory, str(s)), failed[-1][1])
         continue

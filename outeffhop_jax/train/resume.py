@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import time
 
@@ -111,6 +112,9 @@ def check_resume(workdir: str, new: dict, *, allow_change: bool = False) -> list
   """
   old = stored_record(workdir)
   if old is None:
+    if has_run(workdir):
+      logging.warning("%s has checkpoints but no %s: the resumed config cannot be checked",
+                      workdir, CONFIG_FILE)
     return []
   diffs = differences(old, new)
   if diffs and not allow_change:
