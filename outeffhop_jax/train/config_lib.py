@@ -67,12 +67,32 @@ def variant_overrides(family: str, variant: str, seq_len: int) -> dict:
   return out
 
 
-def base_config(family: str, variant: str, model_preset: str) -> ml_collections.ConfigDict:
+# config.model fields that follow from the variant unless set explicitly (None = unset).
+VARIANT_FIELDS = ("normalizer", "gate", "gate_init", "learn_alpha")
+
+
+def explicit_model_fields(config) -> dict:
+  """config.model as a dict, without the variant's fields left unset (None)."""
+  return {k: v for k, v in dict(config.model).items()
+          if not (k in VARIANT_FIELDS and v is None)}
+
+
+def base_config(family: str, variant: str, model_preset: str,
+                variants: tuple[str, ...] = VARIANTS) -> ml_collections.ConfigDict:
+  """The defaults of every config; `variant` must be one of `variants` (checked here, so that a
+  misspelt ":variant" fails when the config is loaded)."""
+  if variant not in variants:
+    raise ValueError(f"config variant: unknown {variant!r} (one of {variants})")
   c = ml_collections.ConfigDict()
   c.family = family
   c.variant = variant
   c.model_preset = model_preset
   c.model = ml_collections.ConfigDict()  # explicit model fields; the variant's resolve later
+  # The variant's fields, unset (None: from the variant) but there to be set explicitly on the
+  # command line (--config.model.normalizer=...), which then wins over the variant.
+  c.model.normalizer = config_dict.placeholder(str)
+  c.model.gate = config_dict.placeholder(str)
+  c.model.gate_init = config_dict.placeholder(float)
 
   c.data = ml_collections.ConfigDict()
   c.data.dataset = "embedded"

@@ -15,6 +15,7 @@ from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
+from ml_collections import config_dict
 
 from outeffhop_jax.data import timeseries
 from outeffhop_jax.train import config_lib
@@ -45,9 +46,10 @@ def base_config(arg, model_preset: str):
   The variant (one of config_lib.VARIANTS or EXTRA_VARIANTS) is resolved into model fields when
   the model config is built (`resolved_model_config`), after command-line overrides.
   """
-  variant = config_lib.parse_arg(arg, "softmax1")
-  variant_overrides(variant)  # an unknown variant fails here, naming the known ones
-  c = config_lib.base_config("stanhop", variant, model_preset=model_preset)
+  c = config_lib.base_config("stanhop", config_lib.parse_arg(arg, "softmax1"),
+                             model_preset=model_preset,
+                             variants=config_lib.VARIANTS + tuple(EXTRA_VARIANTS))
+  c.model.learn_alpha = config_dict.placeholder(bool)  # GSH's learnable alpha: from the variant
   c.data.dataset = "embedded"  # or "csv:/path/ETTh1.csv"
   c.data.split_rule = "auto"  # auto | ett_hour | ett_minute | ratio
   c.data.columns = ()  # series to read (empty: every column but the date)
@@ -114,7 +116,7 @@ def resolved_model_config(config):
   if config.train.compute_dtype not in (None, "float32"):
     overrides["dtype"] = config.train.compute_dtype
   overrides.update(variant_overrides(config.variant)[1])  # resolved after command-line overrides
-  overrides.update(dict(config.model))  # explicit model fields win
+  overrides.update(config_lib.explicit_model_fields(config))  # explicit model fields win
   fields = {f.name for f in dataclasses.fields(STanHopConfig)}
   unknown = sorted(set(config.model) - fields)
   if unknown:

@@ -47,7 +47,7 @@ def resolved_model_config(config, tokenizer=None):
   # The variant's fields, resolved here (after command-line overrides of variant and seq_len).
   overrides.update(config_lib.variant_overrides(config.family, config.variant,
                                                 int(config.data.seq_len)))
-  overrides.update(dict(config.model))
+  overrides.update(config_lib.explicit_model_fields(config))  # explicit model fields win
   unknown = sorted(set(config.model) - fields)
   if unknown:
     raise ValueError(f"config.model: {config_cls.__name__} has no field(s) {unknown}; "

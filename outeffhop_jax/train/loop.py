@@ -107,7 +107,7 @@ def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
   train_ds = input_lib.train_dataset(config, setup.tokenizer)
   train_iter = iter(train_ds)
   if ckpt.all_steps():
-    state, restored = ckpt.restore_step(setup.abstract_state, train_iter, set_aside=is_main)
+    state, restored = ckpt.restore_step(setup.abstract_state, train_iter, set_aside=True)
     rest = setup_lib.fresh_rest(setup)
     say(f"resumed from the checkpoint at step {restored} in {ckpt.directory}", flush=True)
   else:
