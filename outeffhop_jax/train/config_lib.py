@@ -43,8 +43,12 @@ GATE_KIND = {"opt": "linear", "vit": "linear", "bert": "mlp", "stanhop": "linear
 GATE_INIT = 0.25
 
 
+# Families whose gamma scales with the sequence length: gamma = -alpha / seq_len.
+CLIP_ALPHA = {"opt": CLIP_ALPHA_OPT}
+
+
 def clip_gamma(family: str, seq_len: int) -> float:
-  return -CLIP_ALPHA_OPT / seq_len if family == "opt" else CLIP_GAMMA[family]
+  return -CLIP_ALPHA[family] / seq_len if family in CLIP_ALPHA else CLIP_GAMMA[family]
 
 
 def variant_overrides(family: str, variant: str, seq_len: int) -> dict:
@@ -168,4 +172,49 @@ def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   it; it is now resolved with the model config (`variant_overrides`, called by
   `train.input.resolved_model_config`).
   """
+  return c
+
+
+# ---- Forecasting (STanHop-Net) configs: configs/stanhop_*.py --------------------------------
+
+# The OutEffHop study's variants (VARIANTS, with the "stanhop" clipping gamma and gate) on the
+# Hopfield layers; vanilla = softmax. "gsh" is STanHop's own generalized sparse Hopfield (entmax,
+# learnable alpha from 1.5), run with the vanilla options otherwise.
+FORECASTING_EXTRA_VARIANTS = {"gsh": ("vanilla", "entmax:1.5", True),
+                              "sparsemax": ("vanilla", "sparsemax", False)}
+
+
+def forecasting_variant_overrides(variant: str) -> tuple[str, dict]:
+  """(base variant, model overrides) for a forecasting variant or one of the extra ones."""
+  if variant in FORECASTING_EXTRA_VARIANTS:
+    base, norm, learn = FORECASTING_EXTRA_VARIANTS[variant]
+    return base, {"normalizer": norm, "learn_alpha": learn, "gate": "none"}
+  if variant not in VARIANTS:
+    raise ValueError(f"config variant: unknown {variant!r} (one of "
+                     f"{VARIANTS + tuple(FORECASTING_EXTRA_VARIANTS)})")
+  # seq_len only matters for OPT's length-scaled clipping.
+  return variant, {"learn_alpha": False, "gate": "none",
+                   **variant_overrides("stanhop", variant, seq_len=0)}
+
+
+def forecasting_config(arg, model_preset: str) -> ml_collections.ConfigDict:
+  """base_config for family "stanhop" with the forecasting data fields.
+
+  The variant (one of VARIANTS or FORECASTING_EXTRA_VARIANTS) is resolved into model fields when
+  the model config is built, after command-line overrides.
+  """
+  c = base_config("stanhop", parse_arg(arg, "softmax1"), model_preset=model_preset,
+                  variants=VARIANTS + tuple(FORECASTING_EXTRA_VARIANTS))
+  c.model.learn_alpha = config_dict.placeholder(bool)  # GSH's learnable alpha: from the variant
+  c.data.dataset = "embedded"  # or "csv:/path/ETTh1.csv"
+  c.data.split_rule = "auto"  # auto | ett_hour | ett_minute | ratio
+  c.data.columns = ()  # series to read (empty: every column but the date)
+  c.train.tensorboard = False
+  return c
+
+
+def forecasting_finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Keeps data.seq_len (checked by the training system) equal to the model's in_len."""
+  if "in_len" in c.model:
+    c.data.seq_len = int(c.model.in_len)
   return c

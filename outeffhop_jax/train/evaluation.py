@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Any, Iterable
 
@@ -21,6 +20,7 @@ from flax import nnx
 
 from outeffhop_jax import data
 from outeffhop_jax.train import checkpoint as checkpoint_lib
+from outeffhop_jax.train import families
 from outeffhop_jax.train import input as input_lib
 from outeffhop_jax.train import setup as setup_lib
 
@@ -42,10 +42,7 @@ def summarize(totals: dict[str, float], task_name: str) -> dict[str, float]:
   weight = max(totals["weight"], 1.0)
   out = {"loss": totals["loss_sum"] / weight, "accuracy": totals["correct"] / weight,
          "count": totals["weight"]}
-  if task_name in ("causal_lm", "masked_lm"):
-    out["perplexity"] = math.exp(min(out["loss"], 700.0))
-  if task_name == "forecasting":  # loss_sum: squared errors, correct: absolute errors
-    out.update(mse=out["loss"], mae=out["accuracy"])
+  out.update(families.for_task(task_name).summary(out))  # perplexity; forecasting: mse, mae
   return out
 
 

@@ -18,6 +18,12 @@ import time
 import warnings
 
 import numpy as np
+from tqdm import tqdm
+
+try:  # a dependency, but the JSON lines do not need it
+  from tensorboardX import SummaryWriter
+except ImportError:
+  SummaryWriter = None
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -37,11 +43,10 @@ class MetricWriter:
     if torn:  # a partial last record (killed mid-write): keep it on its own line
       self._jsonl.write("\n")
     if tensorboard:
-      try:
-        from tensorboardX import SummaryWriter
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
-      except ImportError:
+      if SummaryWriter is None:
         logging.warning("tensorboardX not installed: TensorBoard events are not written")
+      else:
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
 
   def write(self, step: int, metrics: dict, prefix: str = ""):
     if not self.enabled:
@@ -105,7 +110,6 @@ class ProgressBar:
   def __init__(self, total: int, initial: int, *, enabled: bool = True):
     self._bar = None
     if enabled:
-      from tqdm import tqdm
       self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                        file=sys.stderr, disable=not sys.stderr.isatty(), smoothing=0.1)
     self._tty = bool(self._bar is not None and not self._bar.disable)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from outeffhop_jax.train import checks, config_lib, optimizer, tasks
+from outeffhop_jax.train import checks, config_lib, families, optimizer
 from outeffhop_jax.train import input as input_lib
 
 
@@ -64,7 +64,7 @@ def test_validation_names_fields(preset):
 def test_weight_decay_mask_on_the_real_model(preset):
   c = preset("bert_tiny", "gated1")
   model_cfg = input_lib.resolved_model_config(c, input_lib.tokenizer_for(c))
-  params = nnx.state(nnx.eval_shape(lambda: tasks.build_model("bert", model_cfg, 0)), nnx.Param)
+  params = nnx.state(nnx.eval_shape(lambda: families.build_model("bert", model_cfg, 0)), nnx.Param)
   mask = optimizer.decay_mask(params)
   flat = {"/".join(str(getattr(k, "key", k)) for k in path).removesuffix("/.value"): bool(v)
           for path, v in jax.tree_util.tree_leaves_with_path(mask)}
