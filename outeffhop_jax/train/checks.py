@@ -21,7 +21,8 @@ def validate(config, num_devices: int, num_processes: int = 1) -> tuple[int, int
     raise ValueError("config.train.eval_every: must be >= 0 (0 = only at the end)")
   if not any(config.data.dataset == p or (p.endswith(":") and config.data.dataset.startswith(p))
              for p in family.dataset_prefixes):
-    names = ", ".join(f"'{p}NAME'" if p.endswith(":") else f"'{p}'" for p in family.dataset_prefixes)
+    names = ", ".join(f"'{p}NAME'" if p.endswith(":") else f"'{p}'"
+                      for p in family.dataset_prefixes)
     raise ValueError(f"config.data.dataset: {config.data.dataset!r} is none of {names}")
   if config.optimizer.learning_rate <= 0:
     raise ValueError("config.optimizer.learning_rate: must be > 0")

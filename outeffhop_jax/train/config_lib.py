@@ -2,18 +2,19 @@
 
 A config has these sections (every field can be overridden on the command line,
 e.g. `--config.train.num_steps=100 --config.mesh.fsdp=2`):
-  family, variant, model_preset   which model (opt | bert | vit), attention variant, model preset
+  family, variant, model_preset   which model (opt | bert | vit | stanhop), attention variant,
+                                  model preset
   model       overrides for `XConfig.from_preset(model_preset, **model)` (the frozen dataclass)
-
-The fields that follow from the variant (normalizer, gate, gate_init, clipped softmax's gamma from
-data.seq_len) are not stored in `model`: they are resolved when the run's model config is built
-(`train.input.resolved_model_config`), after command-line overrides, so `--config.variant=gated`
-or `--config.data.seq_len=64` change them. A field set explicitly in `model` wins.
   data        dataset ("embedded" | "tfds:NAME"), splits, tokenizer, sequence length / image size
   train       steps, batch, seed, logging / eval / checkpoint cadence, compute dtype
   optimizer   AdamW, schedule, clipping
   mesh        data, fsdp, tensor sizes (one may be -1: all remaining devices)
   distributed jax.distributed.initialize() switch and its optional arguments
+
+The fields that follow from the variant (normalizer, gate, gate_init; clipped softmax's gamma from
+data.seq_len) stay unset (None) in `model`: they are resolved when the run's model config is built
+(`train.input.resolved_model_config`), after command-line overrides, so `--config.variant=gated`
+or `--config.data.seq_len=64` change them. A field set explicitly in `model` wins.
 """
 from __future__ import annotations
 

@@ -114,7 +114,7 @@ def load_from_workdir(workdir: str, step: int | None = None, *, mesh=None,
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1, keep=0,
                                      async_save=False)
   try:
-    # step None: the newest checkpoint that restores (a damaged newer one is skipped, with a warning).
+    # step None: the newest checkpoint that restores (a damaged newer one is skipped, warned).
     state, step = ckpt.restore_step(setup.abstract_state, step=step)
   finally:
     ckpt.close()
