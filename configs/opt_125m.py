@@ -33,4 +33,4 @@ def get_config(arg=None):
   c.optimizer.b2 = 0.95
   c.optimizer.weight_decay = 0.1
   c.optimizer.grad_clip_norm = 1.0
-  return config_lib.finish(c)
+  return c

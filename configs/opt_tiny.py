@@ -25,4 +25,4 @@ def get_config(arg=None):
   c.optimizer.warmup_steps = 90
   c.optimizer.weight_decay = 0.1
   c.optimizer.b2 = 0.95
-  return config_lib.finish(c)
+  return c
