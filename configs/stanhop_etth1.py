@@ -1,4 +1,4 @@
-r"""STanHop-Net on ETTh1 as in the papers: in_len 168, out_len 24, segments of 6 (REFERENCE_RESULTS.md).
+r"""STanHop-Net on ETTh1 as in the papers: in_len 168, out_len 24, segments of 6 (docs/reference_results.md).
 
 Crossformer's ETTh1 hyper-parameters: d_model 256, 4 heads, 3 encoder scales, d_ff 512, 10
 routers, dropout 0.2, Adam lr 1e-4, batch 32. ETTh1.csv (date + 7 series) is not shipped:

@@ -8,7 +8,7 @@ Padding keys are masked (probability exactly 0), so outputs at real tokens do no
 Intermediates (sown only under `nn.capture`): "embeddings_layer_norm"; per layer
 "layers.{i}.attention_output" (output projection), ".attention_layer_norm", ".ffn_output" (FFN output,
 HF's output.dense), ".ffn_layer_norm" (its LayerNorm = the block output), and the attention's
-".attention.context" (".attention.attn_probs" if asked). `OUTLIER_MODULES` is the DESIGN §4 set.
+".attention.context" (".attention.attn_probs" if asked). `OUTLIER_MODULES` is the module set of docs/metrics.md.
 """
 from __future__ import annotations
 

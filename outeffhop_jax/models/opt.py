@@ -10,7 +10,7 @@ opt-350m has post-LN blocks (pre_layer_norm=False), no final LayerNorm, and proj
 Intermediates (sown only under `nn.capture`): per layer "layers.{i}.self_attn_layer_norm",
 ".out_proj", ".final_layer_norm" (the pre-FFN LayerNorm, OPT's name), ".fc2", ".block_output",
 the attention's ".self_attn.context" (and ".self_attn.attn_probs" if asked); the top-level
-"final_layer_norm". `OUTLIER_MODULES` lists the DESIGN §4 set by leaf name.
+"final_layer_norm". `OUTLIER_MODULES` lists the module set of docs/metrics.md by leaf name.
 """
 from __future__ import annotations
 

