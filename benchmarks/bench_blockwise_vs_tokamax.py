@@ -51,17 +51,19 @@ def main():
       q, k, v, is_causal=True, implementation="xla_chunked")
 
   fwd = {name: jax.jit(f) for name, f in attn.items()}
-  fwd_bwd = {name: jax.jit(jax.grad(lambda q, k, v, f=f: jnp.vdot(f(q, k, v), w), argnums=(0, 1, 2)))
-             for name, f in attn.items()}
+  loss = lambda f: lambda q, k, v: jnp.vdot(f(q, k, v), w)
+  fwd_bwd = {name: jax.jit(jax.grad(loss(f), argnums=(0, 1, 2))) for name, f in attn.items()}
   print(f"B{B} T{T} N{N} H{H} causal float32 ({machine()}), median of {a.repeats} interleaved")
   for label, fns in (("forward", fwd), ("fwd+bwd", fwd_bwd)):
-    mem = {n: f.lower(q, k, v).compile().memory_analysis().temp_size_in_bytes for n, f in fns.items()}
+    mem = {n: f.lower(q, k, v).compile().memory_analysis().temp_size_in_bytes
+           for n, f in fns.items()}
     t = interleaved(fns, {n: (q, k, v) for n in fns}, repeats=a.repeats)
     ref = "tokamax xla_chunked"
     for n in fns:
       print(f"  {label:8s} {n:20s} {t[n] * 1e3:9.1f} ms  temp {mem[n] / 2**20:8.1f} MiB")
     for n in sinks:
-      print(f"{label} {n} / tokamax: time {t[n] / t[ref]:.2f}x, temp memory {mem[n] / mem[ref]:.2f}x")
+      print(f"{label} {n} / tokamax: time {t[n] / t[ref]:.2f}x, "
+            f"temp memory {mem[n] / mem[ref]:.2f}x")
 
 
 if __name__ == "__main__":

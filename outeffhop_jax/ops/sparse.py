@@ -172,7 +172,8 @@ _entmax_last.defvjp(_entmax_fwd, _entmax_bwd)
 
 
 def entmax(x, alpha, axis: int = -1):
-  """alpha-entmax, 1 < alpha <= 2, forward by Newton on the threshold and closed-form backward (custom_vjp).
+  """alpha-entmax, 1 < alpha <= 2: forward by Newton on the threshold, closed-form backward
+  (custom_vjp).
 
   Args:
     x: float logits.

@@ -1,5 +1,5 @@
-"""The sort-free sparsemax / Newton entmax against the algorithms they replaced (a full sort of every
-row; 50 bisection steps), kept here as references: values and gradients (in x and in alpha) on
+"""The sort-free sparsemax / Newton entmax against the algorithms they replaced (a full sort of
+every row; 50 bisection steps), kept here as references: values and gradients (in x and in alpha) on
 adversarial rows. test_sparse.py checks both against float64 NumPy and finite differences."""
 import jax
 import jax.numpy as jnp
@@ -91,7 +91,8 @@ W = np.random.default_rng(1).normal(size=X.shape)
 
 
 def _assert_close(a, b, atol):
-  np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), atol=atol, rtol=0)
+  np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), atol=atol,
+                             rtol=0)
 
 
 def test_sparsemax_matches_sort_reference_values_and_gradients():
