@@ -1,6 +1,7 @@
 """Pallas sink flash attention vs cuDNN and XLA attention on a GPU: forward and forward+backward.
 
   python benchmarks/bench_flash_attention.py [--seqs 1024,2048,4096,8192,16384] [--head_dims 64,128]
+                                             [--json results.json]
 
 bf16, tokens per step fixed at --tokens (batch = tokens / seq), --model_dim / head_dim heads.
 Rows: ours with sink 0 (softmax_1), ours without sink (plain softmax, the like-for-like case),
@@ -80,12 +81,14 @@ def main():
   parser.add_argument("--tokens", type=int, default=16384, help="batch * seq per step")
   parser.add_argument("--model_dim", type=int, default=2048, help="heads = model_dim / head_dim")
   parser.add_argument("--iters", type=int, default=10)
+  parser.add_argument("--json", default=None, help="also write every row (TFLOP/s) to this file")
   args = parser.parse_args()
   if jax.default_backend() != "gpu":
     raise SystemExit(f"bench_flash_attention needs a GPU (default backend is "
                      f"{jax.default_backend()!r}); nothing to measure here.")
   print(f"device: {jax.devices()[0].device_kind}, bf16, tokens/step {args.tokens}")
   print(f"{'seq':>6} {'H':>4} {'causal':>6} {'impl':>10} {'fwd TF/s':>8} {'f+b TF/s':>8}")
+  rows = []
   for head_dim in map(int, args.head_dims.split(",")):
     num_heads = args.model_dim // head_dim
     for seq in map(int, args.seqs.split(",")):
@@ -96,6 +99,8 @@ def main():
       for causal in (False, True):
         results = {name: bench_one(name, fn, q, k, v, causal, args.iters)
                    for name, fn in attention_fns(num_heads).items()}
+        rows.extend({"seq": seq, "head_dim": head_dim, "causal": causal, "impl": name,
+                     "fwd_tflops": f, "fwd_bwd_tflops": fb} for name, (f, fb) in results.items())
         for name, (fwd, fwd_bwd) in results.items():
           print(f"{seq:>6} {head_dim:>4} {causal!s:>6} {name:>10} {fmt(fwd):>8} "
                 f"{fmt(fwd_bwd):>8}")
@@ -103,6 +108,10 @@ def main():
         for other in ("cudnn", "xla"):
           print(f"{'':>6} {'':>4} {'':>6} {'ours/' + other:>10} {ratio(ours[0], results[other][0]):>8}"
                 f" {ratio(ours[1], results[other][1]):>8}")
+  if args.json:
+    import json  # pylint: disable=import-outside-toplevel
+    with open(args.json, "w") as f:
+      json.dump({"device": jax.devices()[0].device_kind, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

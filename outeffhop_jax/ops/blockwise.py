@@ -41,6 +41,39 @@ def _block_valid(mask_blk, j, T, S, bk, causal):
   return valid
 
 
+def _vary_like(*arrays):
+  """float32 scalar 0 varying over the union of the arrays' varying mesh axes (None skipped).
+
+  Inside `jax.shard_map` (check_vma=True) a scan carry must vary over the same mesh axes as its
+  body's output, which mixes q, k, v, the mask and the sinks; a carry built from constants varies
+  over none. Adding this zero to the initial carries fixes that; outside shard_map it is a plain 0.
+  """
+  axes = set()
+  for a in arrays:
+    if a is not None:
+      mat = getattr(jax.typeof(a), "manual_axis_type", None)
+      axes |= set(getattr(mat, "varying", ()) or ())
+  zero = jnp.zeros((), jnp.float32)
+  return lax.pcast(zero, tuple(sorted(axes)), to="varying") if axes else zero
+
+
+def _vma(x):
+  mat = getattr(jax.typeof(x), "manual_axis_type", None)
+  return set(getattr(mat, "varying", ()) or ())
+
+
+def _match_vma(ct, primal):
+  """A cotangent typed like its primal inside shard_map: summed (psum) over the mesh axes it varies
+  over and the primal does not (a replicated input, e.g. the sinks, used by varying rows), made
+  varying over the primal's axes it lacks. A no-op outside shard_map."""
+  extra, missing = _vma(ct) - _vma(primal), _vma(primal) - _vma(ct)
+  if extra:
+    ct = lax.psum(ct, tuple(sorted(extra)))
+  if missing:
+    ct = lax.pcast(ct, tuple(sorted(missing)), to="varying")
+  return ct
+
+
 def _mask_5d(mask, K, G):
   """[B|1, N|1, T|1, S|1] -> [B|1, K|1, G|1, T|1, S|1] so query head n = k * G + g."""
   b, n, t, s = mask.shape
@@ -79,9 +112,10 @@ def _forward(q, k, v, sinks_N, mask, causal, scale, bk):
   _, xs, scores = _tile(q, k, v, mask, causal, scale, bk)
   sink_KG1 = sinks_N.reshape(K, G, 1)
 
-  m0 = jnp.broadcast_to(sink_KG1, (B, K, G, T))
-  l0 = jnp.broadcast_to(jnp.where(jnp.isfinite(sink_KG1), 1.0, 0.0), (B, K, G, T))
-  acc0 = jnp.zeros((B, K, G, T, v.shape[-1]), jnp.float32)
+  vz = _vary_like(q, k, v, mask, sinks_N)  # the carries vary like the inputs (shard_map)
+  m0 = jnp.broadcast_to(sink_KG1, (B, K, G, T)) + vz
+  l0 = jnp.broadcast_to(jnp.where(jnp.isfinite(sink_KG1), 1.0, 0.0), (B, K, G, T)) + vz
+  acc0 = jnp.zeros((B, K, G, T, v.shape[-1]), jnp.float32) + vz
 
   def step(carry, x):
     m, l, acc = carry
@@ -140,7 +174,7 @@ def _attention_bwd(causal, scale, bk, res, d_out):
     dk_blk = jnp.einsum("bkgts,btkgh->bskh", ds, q_BTKGH.astype(jnp.float32))
     return dq, (dk_blk, dv_blk)
 
-  dq0 = jnp.zeros((B, T, K, G, H), jnp.float32)
+  dq0 = jnp.zeros((B, T, K, G, H), jnp.float32) + _vary_like(q, k, v, mask, d_out, lse)
   dq, (dk_blocks, dv_blocks) = lax.scan(step, dq0, xs)
 
   def unblock(x_blocks):  # [nb, B, bk, K, H] -> [B, S, K, H]
@@ -150,8 +184,10 @@ def _attention_bwd(causal, scale, bk, res, d_out):
   p_sink = jnp.exp(sinks_N.reshape(K, G, 1) - lse)  # exp(-inf) = 0 for a softmax row
   dsinks = -jnp.sum(p_sink * delta, axis=(0, 3)).reshape(N)
   dmask = None
-  return (dq.reshape(B, T, N, H).astype(q.dtype), unblock(dk_blocks).astype(k.dtype),
-          unblock(dv_blocks).astype(v.dtype), dsinks.astype(sinks_N.dtype), dmask)
+  return (_match_vma(dq.reshape(B, T, N, H).astype(q.dtype), q),
+          _match_vma(unblock(dk_blocks).astype(k.dtype), k),
+          _match_vma(unblock(dv_blocks).astype(v.dtype), v),
+          _match_vma(dsinks.astype(sinks_N.dtype), sinks_N), dmask)
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)

@@ -15,11 +15,16 @@ the scaled scores of key block j and n the row's number of valid keys:
              O = acc / (l + eps e^-m)
 n is counted before the score loop by a pass over the blocks' validity (mask, causality, padding;
 no scores), so a causal or padded row uses its own length, exactly as `attention_weights` does.
-Gradients are autodiff of the scan with every step under `jax.checkpoint`: the backward recomputes
-each block's scores, and the residuals are the per-step carries ([B, N, T, H] each), never the
-[B, N, T, S] scores.
+Gradients: a hand-written flash-style backward (custom_vjp). The forward saves only the output and
+one normaliser per row R (log denominator, or the denominator for stablemax); the backward scans the
+key blocks again, recomputing each block's scores, with D = rowsum(O * dO) and dp = dO V_j^T:
+  dS = (f'(S_j) dp - a'(S_j) D) / den   (f the weight, a the denominator term of the normalizer)
+  dV_j = (f(S_j) / den)^T dO,  dQ += scale dS K_j,  dK_j = scale dS^T Q.
+Memory O(B N T (H + block_k)): neither the [B, N, T, S] scores nor per-step carries are stored.
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +33,8 @@ from jax import lax
 from outeffhop_jax.ops import alternatives
 from outeffhop_jax.ops import blockwise as _bw
 
-# The tiling helpers of ops.blockwise (_tile, _blocks, _block_valid, _mask_5d) are shared on purpose.
+# The helpers of ops.blockwise (_tile, _blocks, _block_valid, _mask_5d, _vary_like, _match_vma) are
+# shared on purpose.
 # pylint: disable=protected-access
 
 SCORES = ("sigmoid", "softplus", "stablemax", "softpick")
@@ -46,7 +52,8 @@ def _row_counts(mask, causal, B, K, G, T, S, bk):
     valid = _bw._block_valid(mask_blk if split else mask5, j, T, S, bk, causal)
     return n + jnp.sum(jnp.broadcast_to(valid, (B, K, G, T, bk)), axis=-1, dtype=jnp.float32), None
 
-  n, _ = lax.scan(step, jnp.zeros((B, K, G, T), jnp.float32), (jnp.arange(nb), blocks))
+  n0 = jnp.zeros((B, K, G, T), jnp.float32) + _bw._vary_like(mask)
+  n, _ = lax.scan(step, n0, (jnp.arange(nb), blocks))
   return n
 
 
@@ -57,17 +64,23 @@ def _weights(score, s, valid, bias):
   return jnp.where(valid, w, 0.0)
 
 
+def _row_constant(score, bias, mask, causal, B, K, G, T, S, bk):
+  """The per-row constant: sigmoid's bias (-log n or fixed), softplus's LSSA scale log n; else 0."""
+  if (score == "sigmoid" and bias is None) or score == "softplus":
+    n = jnp.maximum(_row_counts(mask, causal, B, K, G, T, S, bk), 1.0)[..., None]
+    return -jnp.log(n) if score == "sigmoid" else jnp.log(n)
+  return jnp.float32(bias if score == "sigmoid" else 0.0)
+
+
 def _forward(q, k, v, score, bias, eps, mask, causal, scale, bk):
+  """Returns (out [B, T, N, H] in q's dtype, (row, R)): row the per-row constant, R [B, K, G, T] the
+  row's normaliser for the backward (log of the denominator for softplus / softpick, the
+  denominator for stablemax, unused for sigmoid)."""
   B, T, N, _ = q.shape
   S, K, Hv = k.shape[1], k.shape[2], v.shape[-1]
   G = N // K
   _, xs, scores = _bw._tile(q, k, v, mask, causal, scale, bk)
-  row = None
-  if (score == "sigmoid" and bias is None) or score == "softplus":
-    n = jnp.maximum(_row_counts(mask, causal, B, K, G, T, S, bk), 1.0)[..., None]
-    row = -jnp.log(n) if score == "sigmoid" else jnp.log(n)  # the sigmoid bias / the LSSA scale
-  elif score == "sigmoid":
-    row = jnp.float32(bias)
+  row = _row_constant(score, bias, mask, causal, B, K, G, T, S, bk)
 
   def pv(w, v_blk):
     return jnp.einsum("bkgts,bskh->bkgth", w.astype(v_blk.dtype), v_blk,
@@ -83,8 +96,7 @@ def _forward(q, k, v, score, bias, eps, mask, causal, scale, bk):
     s = jnp.where(valid, s, 0.0)
     if score == "softplus":
       s = jnp.where(valid, alternatives.log_softplus(row * jnp.where(row > 0, s, 0.0)), -jnp.inf)
-    # The output does not depend on m (it cancels), so m carries no gradient.
-    m_new = lax.stop_gradient(jnp.maximum(m, jnp.max(jnp.where(valid, s, -jnp.inf), axis=-1)))
+    m_new = jnp.maximum(m, jnp.max(jnp.where(valid, s, -jnp.inf), axis=-1))
     m_safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)  # softplus rows with no valid key yet
     corr = jnp.exp(m - m_safe)
     if score == "softplus":
@@ -96,16 +108,98 @@ def _forward(q, k, v, score, bias, eps, mask, causal, scale, bk):
       l = l * corr + jnp.sum(jnp.where(valid, jnp.abs(d), 0.0), axis=-1)
     return (m_new, l, acc * corr[..., None] + pv(w, v_blk)), None
 
-  zeros = jnp.zeros((B, K, G, T), jnp.float32)
-  m0 = jnp.full((B, K, G, T), -jnp.inf, jnp.float32) if score == "softplus" else zeros
-  init = (m0, zeros, jnp.zeros((B, K, G, T, Hv), jnp.float32))
-  (m, l, acc), _ = lax.scan(jax.checkpoint(step), init, xs)
+  vz = _bw._vary_like(q, k, v, mask)  # the carries vary like the inputs (shard_map)
+  zeros = jnp.zeros((B, K, G, T), jnp.float32) + vz
+  m0 = jnp.full((B, K, G, T), -jnp.inf, jnp.float32) + vz if score == "softplus" else zeros
+  init = (m0, zeros, jnp.zeros((B, K, G, T, Hv), jnp.float32) + vz)
+  (m, l, acc), _ = lax.scan(step, init, xs)
   if score == "sigmoid":
-    out = acc
+    out, norm = acc, zeros
   else:
     den = l + eps * jnp.exp(-m) if score == "softpick" else l
     out = acc / jnp.where(den > 0, den, 1.0)[..., None]  # 0 for a fully masked row
-  return jnp.moveaxis(out, 3, 1).reshape(B, T, N, Hv).astype(q.dtype)
+    if score == "stablemax":
+      norm = jnp.where(den > 0, den, 1.0)
+    else:  # log of the true denominator: m + log(den); 0 for a fully masked row
+      m_safe = jnp.where(jnp.isfinite(m), m, 0.0)
+      norm = jnp.where(den > 0, m_safe + jnp.log(jnp.where(den > 0, den, 1.0)), 0.0)
+  out = jnp.moveaxis(out, 3, 1).reshape(B, T, N, Hv).astype(q.dtype)
+  return out, (row, norm)
+
+
+def _block_grads(score, s, valid, row, norm, dp, delta):
+  """(P, dS) of one block: P = dO_i/dacc-weights w_ij / den_i, dS = dL/ds_ij, both [B, K, G, T, bk].
+
+  With O_i = sum_j f(s_ij) v_j / den_i, den_i = sum_j a(s_ij) (+ eps), dp_ij = <dO_i, v_j> and
+  D_i = <dO_i, O_i>:  dS_ij = (f'(s_ij) dp_ij - a'(s_ij) D_i) / den_i, each in its stable form.
+  """
+  s = jnp.where(valid, s, 0.0)
+  norm = norm[..., None]
+  if score == "sigmoid":  # den = 1, a = 0
+    p = jax.nn.sigmoid(s + row)
+    ds = p * (1.0 - p) * dp
+  elif score == "stablemax":  # f = a = s(x); s' = 1 (x >= 0), 1 / (1 - x)^2 (x < 0)
+    p = alternatives.stablemax_score(s) / norm
+    neg = jnp.minimum(s, 0.0)
+    ds = jnp.where(s >= 0, 1.0, 1.0 / jnp.square(1.0 - neg)) / norm * (dp - delta)
+  elif score == "softplus":  # f = a = softplus(z), z = r s (r = log n > 0; else z = 0)
+    z = row * jnp.where(row > 0, s, 0.0)
+    p = jnp.exp(alternatives.log_softplus(z) - norm)
+    # f' / den = r sigmoid(z) / den = r exp(log_sigmoid(z) - log den): no overflow where den is tiny
+    ds = jnp.where(row > 0, row, 0.0) * jnp.exp(jax.nn.log_sigmoid(z) - norm) * (dp - delta)
+  else:  # softpick: f = relu(e^s - 1), a = |e^s - 1|; f' = e^s [s > 0], a' = sign(s) e^s
+    e = jnp.exp(s - norm)
+    p = jnp.where(s > 0, e - jnp.exp(-norm), 0.0)
+    ds = e * (jnp.where(s > 0, dp, 0.0) - jnp.sign(s) * delta)
+  return jnp.where(valid, p, 0.0), jnp.where(valid, ds, 0.0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 7, 8, 9))
+def _attention(q, k, v, score, bias, eps, mask, causal, scale, bk):
+  return _forward(q, k, v, score, bias, eps, mask, causal, scale, bk)[0]
+
+
+def _attention_fwd(q, k, v, score, bias, eps, mask, causal, scale, bk):
+  out, (row, norm) = _forward(q, k, v, score, bias, eps, mask, causal, scale, bk)
+  return out, (q, k, v, mask, out, row, norm)
+
+
+def _attention_bwd(score, bias, eps, causal, scale, bk, res, d_out):
+  """Flash-style backward: each key block's scores are recomputed from q and k (never stored)."""
+  del bias, eps  # their effect is in the saved row constant and normaliser
+  q, k, v, mask, out, row, norm = res
+  B, T, N, H = q.shape
+  S, K = k.shape[1], k.shape[2]
+  G = N // K
+  nb = -(-S // bk)
+  q_BTKGH, xs, scores = _bw._tile(q, k, v, mask, causal, scale, bk)
+  do_BTKGH = d_out.reshape(B, T, K, G, -1).astype(jnp.float32)
+  delta = jnp.einsum("btkgh,btkgh->bkgt", out.reshape(B, T, K, G, -1).astype(jnp.float32),
+                     do_BTKGH)[..., None]
+
+  def step(dq, x):
+    _, k_blk, v_blk, _ = x
+    s, valid = scores(x)
+    dp = jnp.einsum("btkgh,bskh->bkgts", do_BTKGH, v_blk, preferred_element_type=jnp.float32)
+    p, ds = _block_grads(score, s, valid, row, norm, dp, delta)
+    ds = ds * scale
+    dv_blk = jnp.einsum("bkgts,btkgh->bskh", p, do_BTKGH)
+    dq = dq + jnp.einsum("bkgts,bskh->btkgh", ds, k_blk.astype(jnp.float32))
+    dk_blk = jnp.einsum("bkgts,btkgh->bskh", ds, q_BTKGH.astype(jnp.float32))
+    return dq, (dk_blk, dv_blk)
+
+  dq0 = jnp.zeros((B, T, K, G, H), jnp.float32) + _bw._vary_like(q, k, v, mask, d_out, norm)
+  dq, (dk_blocks, dv_blocks) = lax.scan(step, dq0, xs)
+
+  def unblock(x_blocks):  # [nb, B, bk, K, H] -> [B, S, K, H]
+    return jnp.moveaxis(x_blocks, 0, 1).reshape(B, nb * bk, K, -1)[:, :S]
+
+  return (_bw._match_vma(dq.reshape(B, T, N, H).astype(q.dtype), q),
+          _bw._match_vma(unblock(dk_blocks).astype(k.dtype), k),
+          _bw._match_vma(unblock(dv_blocks).astype(v.dtype), v), None)
+
+
+_attention.defvjp(_attention_fwd, _attention_bwd)
 
 
 def blockwise_alternative_attention(query, key, value, normalizer, *, mask=None, causal=False,
@@ -133,5 +227,5 @@ def blockwise_alternative_attention(query, key, value, normalizer, *, mask=None,
     mask = jnp.asarray(mask, bool)
     mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
   eps = 0.0 if normalizer.eps is None else float(normalizer.eps)
-  return _forward(query, key, value, normalizer.score, normalizer.bias, eps, mask, bool(causal),
-                  scale, bk)
+  bias = None if normalizer.bias is None else float(normalizer.bias)
+  return _attention(query, key, value, normalizer.score, bias, eps, mask, bool(causal), scale, bk)

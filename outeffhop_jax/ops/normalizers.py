@@ -95,8 +95,15 @@ def _sink_softmax_jvp(axis, primals, tangents):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _softmax1_core(x, where, axis):
-  p, _, _ = _stable_probs(x, jnp.zeros((), x.dtype), axis, where)
-  return p
+  # _stable_probs with s = 0, minus its guards: m = max(max_j x_j, 0) is finite (0 for a fully
+  # masked row) and denom >= 1 (the max entry, or the sink when m = 0, contributes exp(0) = 1), so
+  # neither the finite-shift nor the zero-denominator select is needed, and the max fuses with exp
+  # as in jax.nn.softmax. The sink enters the max and the sum as one scalar each, no extra pass.
+  if where is not None:
+    x = jnp.where(where, x, -jnp.inf)
+  m = lax.stop_gradient(jnp.maximum(jnp.max(x, axis=axis, keepdims=True), 0.0))
+  e = jnp.exp(x - m)
+  return e / (jnp.exp(-m) + jnp.sum(e, axis=axis, keepdims=True))
 
 
 @_softmax1_core.defjvp
