@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from outeffhop_jax.ops import _checks
+
 
 def _blocks(x, axis, nb, bk):
   """Splits `axis` of x (padded to nb * bk) into blocks, block index moved to the front."""
@@ -48,18 +50,10 @@ def _vary_like(*arrays):
   body's output, which mixes q, k, v, the mask and the sinks; a carry built from constants varies
   over none. Adding this zero to the initial carries fixes that; outside shard_map it is a plain 0.
   """
-  axes = set()
-  for a in arrays:
-    if a is not None:
-      mat = getattr(jax.typeof(a), "manual_axis_type", None)
-      axes |= set(getattr(mat, "varying", ()) or ())
-  zero = jnp.zeros((), jnp.float32)
-  return lax.pcast(zero, tuple(sorted(axes)), to="varying") if axes else zero
+  return _checks.vary_like(jnp.zeros((), jnp.float32), *arrays)
 
 
-def _vma(x):
-  mat = getattr(jax.typeof(x), "manual_axis_type", None)
-  return set(getattr(mat, "varying", ()) or ())
+_vma = _checks.varying_axes
 
 
 def _match_vma(ct, primal):
