@@ -23,7 +23,7 @@ sys.path.insert(0, REPO)
 
 import jax  # noqa: E402
 
-from outeffhop_jax.train import input as input_lib  # noqa: E402
+from outeffhop_jax.train import pipelines  # noqa: E402
 from outeffhop_jax.train import load_metrics  # noqa: E402
 from outeffhop_jax.train import loop, setup as setup_lib  # noqa: E402
 
@@ -40,7 +40,7 @@ def bare_rate(config, steps: int) -> float:
   setup = setup_lib.build(config)
   state, rest = setup_lib.init_state(setup)
   train_step = setup_lib.jit_train_step(setup)
-  it = iter(input_lib.train_dataset(config, setup.tokenizer))
+  it = iter(pipelines.train_dataset(config, setup.tokenizer))
   batches = [setup_lib.global_batch(setup, next(it)) for _ in range(steps + 2)]
   it.close()
   for b in batches[:2]:  # compile + warm up
@@ -63,13 +63,13 @@ def loop_rate(config, warmup: int, steps: int) -> float:
                         progress_bar=False)
     loop.run(config, workdir)
     lines = load_metrics(workdir)
-  key = "train/tokens_per_s" if input_lib.is_text(config) else "train/examples_per_s"
+  key = "train/tokens_per_s" if pipelines.is_text(config) else "train/examples_per_s"
   rates = [l[key] for l in lines if key in l and l["step"] > warmup]
   return len(rates) / sum(1.0 / r for r in rates)  # equal step counts: harmonic mean
 
 
 def _units_per_batch(config) -> int:
-  per_example = int(config.data.seq_len) if input_lib.is_text(config) else 1
+  per_example = int(config.data.seq_len) if pipelines.is_text(config) else 1
   return per_example * int(config.train.global_batch_size)
 
 
@@ -84,7 +84,7 @@ def main():
   print(f"{'preset':10s} {'unit':>9s} {'bare':>10s} {'loop':>10s} {'overhead':>9s}")
   for name in args.presets.split(","):
     config = load_preset(name, args.variant)
-    unit = "tokens/s" if input_lib.is_text(config) else "images/s"
+    unit = "tokens/s" if pipelines.is_text(config) else "images/s"
     bare = bare_rate(config, args.steps)
     looped = loop_rate(config, args.warmup, args.steps)
     print(f"{name:10s} {unit:>9s} {bare:10.0f} {looped:10.0f} {bare / looped - 1:9.1%}",

@@ -13,7 +13,7 @@ e.g. `--config.train.num_steps=100 --config.mesh.fsdp=2`):
 
 The fields that follow from the variant (normalizer, gate, gate_init; clipped softmax's gamma from
 data.seq_len) stay unset (None) in `model`: they are resolved when the run's model config is built
-(`train.input.resolved_model_config`), after command-line overrides, so `--config.variant=gated`
+(`train.pipelines.resolved_model_config`), after command-line overrides, so `--config.variant=gated`
 or `--config.data.seq_len=64` change them. A field set explicitly in `model` wins.
 """
 from __future__ import annotations
@@ -171,7 +171,7 @@ def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
   The variant used to be applied here, before command-line overrides, which then could not change
   it; it is now resolved with the model config (`variant_overrides`, called by
-  `train.input.resolved_model_config`).
+  `train.pipelines.resolved_model_config`).
   """
   return c
 

@@ -21,7 +21,7 @@ from flax import nnx
 from outeffhop_jax import data
 from outeffhop_jax.train import checkpoint as checkpoint_lib
 from outeffhop_jax.train import families
-from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import pipelines
 from outeffhop_jax.train import setup as setup_lib
 
 EVAL_SEED = 12345  # MLM masks of evaluation batch i come from fold_in(key(EVAL_SEED), i)
@@ -33,16 +33,17 @@ def eval_key(index: int) -> jax.Array:
 
 def eval_batches(config, num_batches: int | None = None, tokenizer=None) -> Iterable[dict]:
   """This host's evaluation batches (numpy), exactly `num_batches` (default: the config's)."""
-  tokenizer = tokenizer or input_lib.tokenizer_for(config)
-  n = input_lib.num_eval_batches(config) if num_batches is None else num_batches
-  return data.fixed_count(input_lib.eval_dataset(config, tokenizer), n)
+  tokenizer = tokenizer or pipelines.tokenizer_for(config)
+  n = pipelines.num_eval_batches(config) if num_batches is None else num_batches
+  return data.fixed_count(pipelines.eval_dataset(config, tokenizer), n)
 
 
 def summarize(totals: dict[str, float], task_name: str) -> dict[str, float]:
   weight = max(totals["weight"], 1.0)
-  out = {"loss": totals["loss_sum"] / weight, "accuracy": totals["correct"] / weight,
+  family = families.for_task(task_name)
+  out = {"loss": totals["loss_sum"] / weight, family.metric_name: totals["metric_sum"] / weight,
          "count": totals["weight"]}
-  out.update(families.for_task(task_name).summary(out))  # perplexity; forecasting: mse, mae
+  out.update(family.summary(out))  # perplexity; forecasting: mse
   return out
 
 
@@ -50,7 +51,7 @@ def run_eval(eval_step, params, rest, batches, to_global, task_name: str) -> dic
   """Sums the jitted eval step over batches (keys by batch index); returns summarize()."""
   pending = [eval_step(params, rest, to_global(batch), eval_key(i))
              for i, batch in enumerate(batches)]
-  totals = {"loss_sum": 0.0, "weight": 0.0, "correct": 0.0}
+  totals = {"loss_sum": 0.0, "weight": 0.0, "metric_sum": 0.0}
   for stats in jax.device_get(pending):
     for k in totals:
       totals[k] += float(stats[k])
@@ -68,7 +69,7 @@ def evaluate(model: nnx.Module, config, *, num_batches: int | None = None,
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   params = jax.device_put(params, setup.state_shardings["params"])
   rest = jax.device_put(rest, setup.rest_shardings)
-  batch_size = input_lib.eval_batch_size(config)
+  batch_size = pipelines.eval_batch_size(config)
   step = setup_lib.jit_eval_step(dataclasses.replace(setup, graphdef=graphdef), batch_size)
   if batches is None:
     batches = eval_batches(config, num_batches, setup.tokenizer)

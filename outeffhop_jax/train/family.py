@@ -27,7 +27,9 @@ class Family:
   dataset(config, tokenizer, split, *, train, batch_size, **pipeline) -> grain IterDataset of
     this host's batches (pipeline: seed, process_index, process_count, prefetch).
   eval_batches_for_split(config, tokenizer, batch_size) -> batches covering the eval split.
-  summary(out) -> the task's extra evaluation metrics from {"loss", "accuracy", "count"}.
+  summary(out) -> the task's extra evaluation metrics from {"loss", "count", metric_name}.
+  metric_name: what the task's `metric_sum / weight` is ("accuracy": fraction of correct
+    predictions; "mae": mean absolute error), the name it has in every log and result.
   """
   name: str
   model_cls: type
@@ -42,6 +44,7 @@ class Family:
   dataset: Callable[..., Any]
   eval_batches_for_split: Callable[[Any, Any, int], int]
   summary: Callable[[dict], dict]
+  metric_name: str = "accuracy"
 
 
 def no_summary(out: dict) -> dict:

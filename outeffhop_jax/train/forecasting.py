@@ -4,8 +4,8 @@ Its task, its model config resolved against the data (n_series from the data), a
 pipelines of each split. Its configs are built by `config_lib.forecasting_config`.
 
 Stats are sums as every task's: `loss_sum` = sum of squared errors, `weight` = number of predicted
-values (example x out_len x series) and `correct` = sum of absolute errors, so the loop's generic
-`correct / weight` is the MAE and `loss` the MSE (evaluation reports them as "mse" and "mae").
+values (example x out_len x series) and `metric_sum` = sum of absolute errors, so the family's
+metric (`metric_sum / weight`, named "mae") is the MAE and `loss` the MSE (reported as "mse").
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Forecasting:
     err = pred - batch["y"]
     return {"loss_sum": jnp.sum(err * err * w),
             "weight": jnp.sum(w) * self.out_len * self.n_series,
-            "correct": jnp.sum(jnp.abs(err) * w)}
+            "metric_sum": jnp.sum(jnp.abs(err) * w)}
 
 
 def series_splits(config) -> timeseries.SeriesSplits:
@@ -98,7 +98,7 @@ def num_eval_batches(config, tokenizer, batch_size: int) -> int:
 
 
 def _summary(out: dict) -> dict:
-  return {"mse": out["loss"], "mae": out["accuracy"]}
+  return {"mse": out["loss"]}
 
 
 STANHOP = Family(
@@ -106,4 +106,4 @@ STANHOP = Family(
     text=False, variants=config_lib.VARIANTS + tuple(EXTRA_VARIANTS),
     positive_fields=("data.seq_len",), dataset_prefixes=("embedded", "tfds:", "csv:"),
     resolve_model_config=resolved_model_config, make_task=make_task, dataset=dataset,
-    eval_batches_for_split=num_eval_batches, summary=_summary)
+    eval_batches_for_split=num_eval_batches, summary=_summary, metric_name="mae")

@@ -15,8 +15,8 @@ import jax
 import numpy as np
 
 from outeffhop_jax.train import checkpoint as checkpoint_lib
-from outeffhop_jax.train import checks, evaluation, resume
-from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import checks, evaluation, families, resume
+from outeffhop_jax.train import pipelines
 from outeffhop_jax.train import metrics as metrics_lib
 from outeffhop_jax.train import setup as setup_lib
 from outeffhop_jax.train import sharding
@@ -91,6 +91,7 @@ def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
   cfg_t = config.train
   num_steps = int(cfg_t.num_steps)
   setup = setup_lib.build(config)
+  metric_name = families.get(config.family).metric_name  # "accuracy"; forecasting: "mae"
   record = resume.record(config, setup.model_cfg)
   changes = resume.check_resume(workdir, record, allow_change=allow_config_change)
   os.makedirs(workdir, exist_ok=True)
@@ -104,7 +105,7 @@ def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      save_every=cfg_t.checkpoint_every, keep=cfg_t.keep_checkpoints,
                                      async_save=cfg_t.async_checkpointing)
-  train_ds = input_lib.train_dataset(config, setup.tokenizer)
+  train_ds = pipelines.train_dataset(config, setup.tokenizer)
   train_iter = iter(train_ds)
   if ckpt.all_steps():
     state, restored = ckpt.restore_step(setup.abstract_state, train_iter, set_aside=True)
@@ -122,9 +123,9 @@ def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
 
   # ---- Steps ----------------------------------------------------------------------------------
   train_step = setup_lib.jit_train_step(setup)
-  eval_bs = input_lib.eval_batch_size(config)
+  eval_bs = pipelines.eval_batch_size(config)
   eval_step = setup_lib.jit_eval_step(setup, eval_bs)
-  n_eval = input_lib.num_eval_batches(config)
+  n_eval = pipelines.num_eval_batches(config)
   to_global = lambda b: setup_lib.global_batch(setup, b)  # noqa: E731
 
   def run_eval(params):
@@ -164,9 +165,10 @@ def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
     rate = steps * tokens_per_batch / max(now - clock["t"] - clock["paused"], 1e-9)
     clock.update(t=now, step=step, paused=0.0)
     mean = {k: float(np.mean([m[k] for m in fetched]))
-            for k in ("loss", "grad_norm", "learning_rate", "accuracy")}
+            for k in ("loss", "grad_norm", "learning_rate")}
+    mean[metric_name] = float(np.mean([m["metric"] for m in fetched]))
     fetched.clear()
-    unit = "tokens_per_s" if input_lib.is_text(config) else "examples_per_s"
+    unit = "tokens_per_s" if pipelines.is_text(config) else "examples_per_s"
     mean[unit] = rate
     writer.write(step, mean, prefix="train/")
     bar.update(step, steps, {"loss": mean["loss"], unit.replace("_per_s", "/s"): round(rate)})
@@ -245,7 +247,7 @@ def _complete_latest(ckpt) -> int | None:
 
 
 def _tokens_per_example(config) -> int:
-  return int(config.data.seq_len) if input_lib.is_text(config) else 1
+  return int(config.data.seq_len) if pipelines.is_text(config) else 1
 
 
 def _eval_line(step: int, ev: dict) -> str:

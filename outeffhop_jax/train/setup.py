@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
-from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import pipelines
 from outeffhop_jax.train import optimizer as optimizer_lib
 from outeffhop_jax.train import families, sharding, step as step_lib
 
@@ -49,8 +49,8 @@ def _model_fn(config, model_cfg):
 
 def build(config, mesh: Mesh | None = None) -> Setup:
   mesh = mesh_from_config(config) if mesh is None else mesh
-  tokenizer = input_lib.tokenizer_for(config)
-  model_cfg = input_lib.resolved_model_config(config, tokenizer)
+  tokenizer = pipelines.tokenizer_for(config)
+  model_cfg = pipelines.resolved_model_config(config, tokenizer)
   task = families.make_task(config, tokenizer)
   graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(_model_fn(config, model_cfg)),
                                              nnx.Param, ...)
@@ -97,7 +97,7 @@ def batch_shardings(setup: Setup, batch_shapes: dict) -> dict:
 
 
 def abstract_batch(setup: Setup, global_batch: int) -> dict:
-  shapes = setup.task.batch_shapes(global_batch, input_lib.seq_len_for_shapes(setup.config))
+  shapes = setup.task.batch_shapes(global_batch, pipelines.seq_len_for_shapes(setup.config))
   sh = batch_shardings(setup, shapes)
   return {k: jax.ShapeDtypeStruct(shape, dtype, sharding=sh[k]) for k, (shape, dtype) in shapes.items()}
 

@@ -57,7 +57,8 @@ def make_train_step(task, graphdef, tx: optax.GradientTransformation, schedule):
     params = optax.apply_updates(state["params"], updates)
     grad_norm = optax.tree.norm(grads)
     metrics = {"loss": loss, "grad_norm": grad_norm, "learning_rate": schedule(step),
-               "accuracy": stats["correct"] / jnp.maximum(stats["weight"], 1.0),
+               # the task's metric (accuracy; forecasting: MAE), named by its family in the logs
+               "metric": stats["metric_sum"] / jnp.maximum(stats["weight"], 1.0),
                "weight": stats["weight"],
                "finite": jnp.isfinite(loss) & jnp.isfinite(grad_norm)}
     new_state = {"params": params, "opt_state": opt_state, "step": step + 1, "rng": state["rng"]}
@@ -67,7 +68,7 @@ def make_train_step(task, graphdef, tx: optax.GradientTransformation, schedule):
 
 
 def make_eval_step(task, graphdef):
-  """Returns eval_step(params, rest, batch, key) -> summed stats (loss_sum, weight, correct)."""
+  """Returns eval_step(params, rest, batch, key) -> summed stats (loss_sum, weight, metric_sum)."""
 
   def eval_step(params, rest, batch, key):
     model = nnx.merge(graphdef, params, rest, copy=True)

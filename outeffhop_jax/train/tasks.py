@@ -2,7 +2,8 @@
 
 (Forecasting's task lives with its family in forecasting.py; `families` says which family uses
 which task.) A task turns (model, batch, rng) into summed statistics:
-`loss_sum`, `weight` (number of predicted tokens / examples) and `correct`. Sums rather than means
+`loss_sum`, `weight` (number of predicted tokens / examples) and `metric_sum` (here: correct
+predictions, so metric_sum / weight is the accuracy). Sums rather than means
 so that evaluation can add batches (and padding) exactly; the train step divides.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ def _token_stats(logits, targets, weights) -> dict[str, jax.Array]:
   nll = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
   correct = (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
   return {"loss_sum": jnp.sum(nll * weights), "weight": jnp.sum(weights),
-          "correct": jnp.sum(correct * weights)}
+          "metric_sum": jnp.sum(correct * weights)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,4 +114,4 @@ class Classification:
     nll = optax.softmax_cross_entropy(logits, targets)
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
     return {"loss_sum": jnp.sum(nll * weights), "weight": jnp.sum(weights),
-            "correct": jnp.sum(correct * weights)}
+            "metric_sum": jnp.sum(correct * weights)}

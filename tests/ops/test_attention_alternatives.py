@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 import outeffhop_jax as oe
-from outeffhop_jax import models
+from outeffhop_jax import models, ops
 from outeffhop_jax import nn as onn
 
 SPECS = ["sigmoid", "sigmoid:-1.5", "softplus", "stablemax", "softpick"]
@@ -131,10 +131,10 @@ def test_fused_paths_refuse_with_a_clear_error(spec):
                                          f"family; use 'reference' or 'blockwise' for normalizer "
                                          f"'{spec}'"):
       oe.dot_product_attention(q, k, v, normalizer=spec, implementation=impl)
-  assert oe.select_implementation(spec, shape=(B, T, N, S, H), platform="cpu") == "reference"
+  assert ops.select_implementation(spec, shape=(B, T, N, S, H), platform="cpu") == "reference"
   big = (8, 4096, 16, 4096, 64)  # 8 GiB of float32 scores
   for platform in ("cpu", "gpu", "tpu"):
-    assert oe.select_implementation(spec, shape=big, platform=platform) == "blockwise"
+    assert ops.select_implementation(spec, shape=big, platform=platform) == "blockwise"
   np.testing.assert_allclose(oe.dot_product_attention(q, k, v, normalizer=spec, implementation=None),
                              oe.dot_product_attention(q, k, v, normalizer=spec), atol=1e-6)
   # Layers and configs refuse the combination when built, before any data is seen.

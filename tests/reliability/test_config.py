@@ -10,7 +10,7 @@ import os
 import ml_collections
 
 from outeffhop_jax.models import OPTConfig
-from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import pipelines
 from outeffhop_jax.train import resume
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,7 +25,7 @@ def _preset(name: str, variant: str):
 
 
 def _resolved(config):
-  return input_lib.resolved_model_config(config, input_lib.tokenizer_for(config))
+  return pipelines.resolved_model_config(config, pipelines.tokenizer_for(config))
 
 
 def test_derived_fields_follow_overrides_made_after_get_config():
@@ -46,7 +46,7 @@ def test_derived_fields_follow_overrides_made_after_get_config():
   c = _preset("stanhop_tiny", "softmax1")
   c.variant = "gsh"  # STanHop's own variant: learnable-alpha entmax
   c.data.dataset = "embedded"
-  m = input_lib.resolved_model_config(c)
+  m = pipelines.resolved_model_config(c)
   assert (m.normalizer, m.learn_alpha, m.gate) == ("entmax:1.5", True, "none")
 
   # A field set explicitly in config.model still wins over the variant's.

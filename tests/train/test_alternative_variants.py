@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from outeffhop_jax.train import config_lib, families, sharding
-from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import pipelines
 from outeffhop_jax.train import setup as setup_lib
 from outeffhop_jax.train import step as step_lib
 
@@ -17,7 +17,7 @@ NEW = ("sigmoid", "softplus", "stablemax", "softpick", "outgate")
 def test_presets_accept_the_new_variants(preset_name, preset):
   for variant in NEW:
     config = preset(preset_name, variant)
-    cfg = input_lib.resolved_model_config(config, input_lib.tokenizer_for(config))
+    cfg = pipelines.resolved_model_config(config, pipelines.tokenizer_for(config))
     if variant == "outgate":
       assert (cfg.normalizer, cfg.gate, cfg.gate_init) == ("softmax", "output_elementwise", 0.5)
     else:
@@ -39,7 +39,7 @@ def test_a_few_steps_lower_the_loss_for_every_new_variant(make_config, family):
     setup = setup_lib.build(config, sharding.make_mesh((1, 1, 1), jax.devices()[:1]))
     want = config_lib.variant_overrides(family, variant, 32)["normalizer"]
     assert setup.model_cfg.normalizer == want
-    it = iter(input_lib.train_dataset(config, setup.tokenizer))
+    it = iter(pipelines.train_dataset(config, setup.tokenizer))
     batch = next(it)
     it.close()
     _, params, rest = nnx.split(families.build_model(family, setup.model_cfg, 0), nnx.Param, ...)

@@ -5,7 +5,7 @@ import pytest
 from flax import nnx
 
 from outeffhop_jax.train import checks, config_lib, families, optimizer
-from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import pipelines
 
 
 PRESETS = ("opt_tiny", "bert_tiny", "vit_tiny", "opt_125m", "opt_1_3b", "bert_base", "vit_s16")
@@ -15,7 +15,7 @@ PRESETS = ("opt_tiny", "bert_tiny", "vit_tiny", "opt_125m", "opt_1_3b", "bert_ba
 def test_every_preset_and_variant_resolves(preset_name, preset):
   for variant in config_lib.VARIANTS:
     config = preset(preset_name, variant)
-    model_cfg = input_lib.resolved_model_config(config, input_lib.tokenizer_for(config))
+    model_cfg = pipelines.resolved_model_config(config, pipelines.tokenizer_for(config))
     if variant == "vanilla":
       assert model_cfg.normalizer == "softmax" and model_cfg.gate == "none"
     if variant.endswith("1"):
@@ -26,7 +26,7 @@ def test_every_preset_and_variant_resolves(preset_name, preset):
 
 
 def _resolved(config):
-  return input_lib.resolved_model_config(config, input_lib.tokenizer_for(config))
+  return pipelines.resolved_model_config(config, pipelines.tokenizer_for(config))
 
 
 def test_clipped_gamma_follows_the_papers(preset):
@@ -58,12 +58,12 @@ def test_validation_names_fields(preset):
   c = preset("opt_tiny")
   c.model.hidden = 3
   with pytest.raises(ValueError, match="config.model.*hidden"):
-    input_lib.resolved_model_config(c, input_lib.tokenizer_for(c))
+    pipelines.resolved_model_config(c, pipelines.tokenizer_for(c))
 
 
 def test_weight_decay_mask_on_the_real_model(preset):
   c = preset("bert_tiny", "gated1")
-  model_cfg = input_lib.resolved_model_config(c, input_lib.tokenizer_for(c))
+  model_cfg = pipelines.resolved_model_config(c, pipelines.tokenizer_for(c))
   params = nnx.state(nnx.eval_shape(lambda: families.build_model("bert", model_cfg, 0)), nnx.Param)
   mask = optimizer.decay_mask(params)
   flat = {"/".join(str(getattr(k, "key", k)) for k in path).removesuffix("/.value"): bool(v)

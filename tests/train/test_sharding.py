@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import pipelines
 from outeffhop_jax.train import setup as setup_lib
 from outeffhop_jax.train import sharding
 
@@ -47,7 +47,7 @@ def test_same_loss_on_every_mesh(make_config):
   config = make_config("opt", "gated1")
   config.model.num_layers = 1  # compile time dominates this test
   setup0 = setup_lib.build(config, sharding.make_mesh((1, 1, 1), jax.devices()[:1]))
-  it = iter(input_lib.train_dataset(config, setup0.tokenizer))
+  it = iter(pipelines.train_dataset(config, setup0.tokenizer))
   batches = [next(it) for _ in range(3)]
   it.close()
   ref_losses, ref_params, _ = _losses_and_params(config, (1, 1, 1), jax.devices()[:1], batches)

@@ -22,7 +22,7 @@ from flax import nnx
 
 from outeffhop_jax import train
 from outeffhop_jax.train import evaluation
-from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import pipelines
 from outeffhop_jax.train import sharding
 from outeffhop_jax.train import step as step_lib
 
@@ -56,7 +56,7 @@ def eval_set(run: train.LoadedRun, num_batches: int | None = None) -> list[EvalB
 def calibration_inputs(run: train.LoadedRun, subset: int, num_batches: int) -> list[np.ndarray]:
   """Model inputs of calibration subset `subset`: training batches
   [subset * num_batches, (subset + 1) * num_batches) of the run's (shuffled) train stream."""
-  ds = input_lib.train_dataset(run.config, run.tokenizer)
+  ds = pipelines.train_dataset(run.config, run.tokenizer)
   it = iter(ds)
   try:
     batches = list(itertools.islice(it, subset * num_batches, (subset + 1) * num_batches))
