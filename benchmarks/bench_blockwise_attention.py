@@ -29,7 +29,7 @@ def main():
   q, k, v = (jax.random.normal(kk, shape, jnp.float32) for kk in ks)
 
   def attn(impl):
-    return lambda q, k, v: oe.dot_product_attention(q, k, v, causal=True, implementation=impl,
+    return lambda q, k, v: oe.dot_product_attention(q, k, v, is_causal=True, implementation=impl,
                                                     block_k=args.block_k)
 
   def loss(impl):

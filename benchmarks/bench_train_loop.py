@@ -12,7 +12,6 @@ overhead = bare rate / loop rate - 1 (target <= 5 %).
 """
 import argparse
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -25,6 +24,7 @@ sys.path.insert(0, REPO)
 import jax  # noqa: E402
 
 from outeffhop_jax.train import input as input_lib  # noqa: E402
+from outeffhop_jax.train import load_metrics  # noqa: E402
 from outeffhop_jax.train import loop, setup as setup_lib  # noqa: E402
 
 
@@ -62,8 +62,7 @@ def loop_rate(config, warmup: int, steps: int) -> float:
                         eval_every=0, num_eval_batches=1, checkpoint_every=10**9,
                         progress_bar=False)
     loop.run(config, workdir)
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-      lines = [json.loads(l) for l in f]
+    lines = load_metrics(workdir)
   key = "train/tokens_per_s" if input_lib.is_text(config) else "train/examples_per_s"
   rates = [l[key] for l in lines if key in l and l["step"] > warmup]
   return len(rates) / sum(1.0 / r for r in rates)  # equal step counts: harmonic mean

@@ -30,4 +30,4 @@ def get_config(arg=None):
   c.optimizer.b2 = 0.999
   c.optimizer.eps = 1e-6
   c.optimizer.weight_decay = 0.01
-  return config_lib.finish(c)
+  return c

@@ -1,4 +1,4 @@
-r"""OPT-125m pre-training as in the papers (REFERENCE_RESULTS.md): 12 layers, d=768, 12 heads,
+r"""OPT-125m pre-training as in the papers (docs/reference_results.md): 12 layers, d=768, 12 heads,
 block 512, 125k steps, batch 192, AdamW(0.9, 0.95) lr 4e-4, wd 0.1.
 
 Data: a prepared tfds text dataset (the papers used BookCorpus + Wikipedia) and OPT's GPT-2 BPE
@@ -33,4 +33,4 @@ def get_config(arg=None):
   c.optimizer.b2 = 0.95
   c.optimizer.weight_decay = 0.1
   c.optimizer.grad_clip_norm = 1.0
-  return config_lib.finish(c)
+  return c

@@ -29,4 +29,4 @@ def get_config(arg=None):
   c.optimizer.weight_decay = 0.1
   c.mesh.data = 1
   c.mesh.fsdp = -1
-  return config_lib.finish(c)
+  return c

@@ -1,4 +1,4 @@
-r"""OPT-style byte-level causal LM for a CPU (DESIGN §8): 4 layers, d=128, 4 heads, seq 256.
+r"""OPT-style byte-level causal LM for a CPU (docs/metrics.md): 4 layers, d=128, 4 heads, seq 256.
 
 Trains on the embedded corpus (CPython's own docs and source; no download) with AdamW lr 1e-3,
 wd 0.1, beta2 0.95: 900 steps x 16 x 256 = 3.7 M tokens, about 5 minutes on 2 CPU cores.
@@ -25,4 +25,4 @@ def get_config(arg=None):
   c.optimizer.warmup_steps = 90
   c.optimizer.weight_decay = 0.1
   c.optimizer.b2 = 0.95
-  return config_lib.finish(c)
+  return c

@@ -1,4 +1,4 @@
-r"""STanHop-Net on ETTh1 as in the papers: in_len 168, out_len 24, segments of 6 (REFERENCE_RESULTS.md).
+r"""STanHop-Net on ETTh1 as in the papers: in_len 168, out_len 24, segments of 6 (docs/reference_results.md).
 
 Crossformer's ETTh1 hyper-parameters: d_model 256, 4 heads, 3 encoder scales, d_ff 512, 10
 routers, dropout 0.2, Adam lr 1e-4, batch 32. ETTh1.csv (date + 7 series) is not shipped:
@@ -7,11 +7,11 @@ routers, dropout 0.2, Adam lr 1e-4, batch 32. ETTh1.csv (date + 7 series) is not
 Splits: 12 / 4 / 4 months (Informer's). Variants: vanilla, softmax1, clipped, clipped1, gated,
 gated1, gsh (learnable-alpha entmax, the STanHop paper's model), sparsemax.
 """
-from outeffhop_jax.train import forecasting
+from outeffhop_jax.train import config_lib
 
 
 def get_config(arg=None):
-  c = forecasting.base_config(arg, model_preset="stanhop-etth1")
+  c = config_lib.forecasting_config(arg, model_preset="stanhop-etth1")
   c.data.dataset = "csv:ETTh1.csv"
   c.data.split_rule = "ett_hour"
   c.model.update(in_len=168, out_len=24, seg_len=6)
@@ -27,4 +27,4 @@ def get_config(arg=None):
   c.optimizer.weight_decay = 0.0
   c.optimizer.b2 = 0.999
   c.optimizer.grad_clip_norm = 0.0
-  return forecasting.finish(c)
+  return config_lib.forecasting_finish(c)

@@ -8,11 +8,11 @@ gate on the Hopfield query), sigmoid, softplus, stablemax, softpick, outgate (an
 Hopfield query), plus gsh (the paper's learnable-alpha entmax) and sparsemax.
 Any CSV in the ETT / WTH layout: --config.data.dataset=csv:/path/file.csv
 """
-from outeffhop_jax.train import forecasting
+from outeffhop_jax.train import config_lib
 
 
 def get_config(arg=None):
-  c = forecasting.base_config(arg, model_preset="tiny")
+  c = config_lib.forecasting_config(arg, model_preset="tiny")
   c.model.update(in_len=24, out_len=12, seg_len=6, d_model=32, num_heads=2, num_layers=2, d_ff=64,
                  num_routers=4)
   c.train.num_steps = 300
@@ -25,4 +25,4 @@ def get_config(arg=None):
   c.optimizer.warmup_steps = 20
   c.optimizer.weight_decay = 0.0
   c.optimizer.b2 = 0.999
-  return forecasting.finish(c)
+  return config_lib.forecasting_finish(c)

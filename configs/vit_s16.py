@@ -34,4 +34,4 @@ def get_config(arg=None):
   c.optimizer.end_lr_ratio = 0.01
   c.optimizer.b2 = 0.999
   c.optimizer.weight_decay = 0.05
-  return config_lib.finish(c)
+  return c

@@ -23,4 +23,4 @@ def get_config(arg=None):
   c.optimizer.warmup_steps = 60
   c.optimizer.weight_decay = 0.05
   c.optimizer.b2 = 0.999
-  return config_lib.finish(c)
+  return c

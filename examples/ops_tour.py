@@ -20,8 +20,8 @@ def main():
   q = jax.random.normal(ks[0], (2, 256, 8, 32))
   k = jax.random.normal(ks[1], (2, 256, 2, 32))  # grouped-query: 2 kv heads for 8 query heads
   v = jax.random.normal(ks[2], (2, 256, 2, 32))
-  ref = oe.dot_product_attention(q, k, v, normalizer="softmax1", causal=True)
-  blk = oe.dot_product_attention(q, k, v, normalizer="softmax1", causal=True, implementation="blockwise",
+  ref = oe.dot_product_attention(q, k, v, normalizer="softmax1", is_causal=True)
+  blk = oe.dot_product_attention(q, k, v, normalizer="softmax1", is_causal=True, implementation="blockwise",
                                  block_k=64)
   print(f"attention: reference vs blockwise max |diff| = {float(jnp.abs(ref - blk).max()):.2e}")
 

@@ -7,11 +7,11 @@
 
   python -m outeffhop_jax.analysis study --preset minilm --out /tmp/minilm_study [...]
 
-studies the packaged pretrained encoder instead (no training; options: `encoder_study.parser`).
+studies the packaged pretrained encoder instead (no training; options: `experiments.inspect.run.parser`).
 
   python -m outeffhop_jax.analysis repair --out /tmp/repair [--preset default|full|gpu] [...]
 
-fine-tunes it to remove its outliers (distillation + attention change / penalty; `repair.parser`).
+fine-tunes it to remove its outliers (distillation + attention change / penalty; `experiments.repair.run.parser`).
 """
 from __future__ import annotations
 
@@ -53,15 +53,16 @@ def main(argv=None, log=None) -> int:
   """Runs the command of argv; `log` (default: print, flushed) receives the progress lines."""
   argv = sys.argv[1:] if argv is None else list(argv)
   if _encoder_preset(argv):
-    from outeffhop_jax.analysis import encoder_study
+    from outeffhop_jax.analysis.experiments.inspect import run as encoder_study
 
     return encoder_study.main(argv[1:], log=log or (lambda m: print(m, flush=True)))
   if argv and argv[0] == "repair":
-    from outeffhop_jax.analysis import repair
+    from outeffhop_jax.analysis.experiments.repair import run as repair
 
     return repair.main(argv[1:], log=log)
   args = _parser().parse_args(argv)
-  from outeffhop_jax.analysis import study, w8a8
+  from outeffhop_jax.analysis.experiments.study import run as study
+  from outeffhop_jax.analysis.quant import w8a8
 
   variants = (study.StudyOptions.variants if args.variants is None
               else tuple(v for v in args.variants.split(",") if v))
@@ -90,8 +91,8 @@ def main(argv=None, log=None) -> int:
 
 
 def _encoder_preset(argv) -> bool:
-  """Whether argv is `study --preset P ...` with P a pretrained encoder (`encoder_study.PRESETS`)."""
-  from outeffhop_jax.analysis.encoder_study import PRESETS
+  """Whether argv is `study --preset P ...` with P a pretrained encoder (`experiments.inspect.run.PRESETS`)."""
+  from outeffhop_jax.analysis.experiments.inspect.run import PRESETS
 
   if not argv or argv[0] != "study":
     return False

@@ -4,7 +4,7 @@
     from outeffhop_jax import models
     cfg = models.OPTConfig.from_preset("opt-125m", normalizer="softmax1", gate="linear")
     model = models.OPT(cfg, rngs=nnx.Rngs(0))
-    logits_BTV = model(input_ids_BT, attention_mask_BT=mask_BT)
+    logits_BTV = model(input_ids_BT, attention_mask=mask_BT)
     logits_BTV, acts = models.capture(model, lambda m: m(input_ids_BT))   # outlier metrics
     hf_model_in_jax = models.hf.from_hf(hf_torch_model, normalizer="softmax1")
     encoder = models.hf.from_pretrained(models.packaged.checkpoint("all-MiniLM-L6-v2"))

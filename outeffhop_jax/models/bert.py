@@ -8,7 +8,7 @@ Padding keys are masked (probability exactly 0), so outputs at real tokens do no
 Intermediates (sown only under `nn.capture`): "embeddings_layer_norm"; per layer
 "layers.{i}.attention_output" (output projection), ".attention_layer_norm", ".ffn_output" (FFN output,
 HF's output.dense), ".ffn_layer_norm" (its LayerNorm = the block output), and the attention's
-".attention.context" (".attention.attn_probs" if asked). `OUTLIER_MODULES` is the DESIGN §4 set.
+".attention.context" (".attention.attn_probs" if asked). `OUTLIER_MODULES` is the module set of docs/metrics.md.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from outeffhop_jax.models import _inputs
 from outeffhop_jax.models import _layers as L
 from outeffhop_jax.models.configs import BERTConfig
 
@@ -48,8 +49,8 @@ class BERTBlock(L.Sowing):
 
 
 class BERTEncoder(L.Sowing):
-  """HF BertModel without its pooler: __call__(input_ids_BT, *, attention_mask_BT=None,
-  token_type_ids_BT=None, deterministic=True) -> last hidden state h_BTD (compute dtype)."""
+  """HF BertModel without its pooler: __call__(input_ids, attention_mask=None, token_type_ids=None,
+  *, deterministic=True) -> last hidden state h_BTD (compute dtype); HF's argument names."""
 
   def __init__(self, config: BERTConfig, *, rngs: nnx.Rngs):
     cfg = self.config = config
@@ -62,10 +63,12 @@ class BERTEncoder(L.Sowing):
     self.dropout = L.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
-  def __call__(self, input_ids_BT, *, attention_mask_BT=None, token_type_ids_BT=None,
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
                deterministic: bool = True):
+    input_ids_BT, attention_mask_BT, token_type_ids_BT = input_ids, attention_mask, token_type_ids
     L.check_token_inputs(input_ids_BT, attention_mask_BT, token_type_ids_BT,
                          max_len=self.config.max_len)
+    _inputs.check_text_inputs(self.config, input_ids_BT, attention_mask_BT, token_type_ids_BT)
     T = input_ids_BT.shape[1]
     if token_type_ids_BT is None:
       token_type_ids_BT = jnp.zeros_like(input_ids_BT)
@@ -80,8 +83,10 @@ class BERTEncoder(L.Sowing):
 
 
 class BERT(L.Sowing):
-  """BERT masked LM: __call__(input_ids_BT, *, attention_mask_BT=None, token_type_ids_BT=None,
-  deterministic=True) -> mlm_logits_BTV float32. The encoder is `self.bert` (a `BERTEncoder`)."""
+  """BERT masked LM: __call__(input_ids, attention_mask=None, token_type_ids=None, *,
+  deterministic=True) -> mlm_logits_BTV float32 (HF's argument names: input_ids [B, T] int,
+  attention_mask [B, T] 1 = real token, token_type_ids [B, T]; no `labels=`, the call always returns
+  logits). The encoder is `self.bert` (a `BERTEncoder`)."""
 
   def __init__(self, config: BERTConfig, *, rngs: nnx.Rngs):
     cfg = self.config = config
@@ -92,10 +97,9 @@ class BERT(L.Sowing):
         rngs.params(), (cfg.vocab_size,), L._init.as_dtype(cfg.param_dtype)))
     self.init_capture(cfg)
 
-  def __call__(self, input_ids_BT, *, attention_mask_BT=None, token_type_ids_BT=None,
+  def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
                deterministic: bool = True):
-    h_BTD = self.bert(input_ids_BT, attention_mask_BT=attention_mask_BT,
-                      token_type_ids_BT=token_type_ids_BT, deterministic=deterministic)
+    h_BTD = self.bert(input_ids, attention_mask, token_type_ids, deterministic=deterministic)
     h_BTD = self.mlm_layer_norm(gelu(self.mlm_transform(h_BTD)))
     logits_BTV = self.bert.word_embeddings.attend(h_BTD)
     return logits_BTV.astype(jnp.float32) + self.mlm_bias[...].astype(jnp.float32)

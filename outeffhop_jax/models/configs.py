@@ -2,7 +2,8 @@
 
 Every config carries the attention options studied by the project (normalizer, gate, sinks,
 attention implementation) and the compute / parameter dtypes (e.g. bf16 compute, f32 params).
-Invalid options raise ValueError at construction, before any model is built.
+Invalid options raise ValueError at construction, before any model is built: every size field
+(`SIZE_FIELDS`: layers, heads, widths, vocabulary, lengths, ...) must be an int > 0.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Any, ClassVar
 import jax.numpy as jnp
 
 from outeffhop_jax import ops
+from outeffhop_jax.ops import _checks
 from outeffhop_jax.nn.attention import parse_sinks
 from outeffhop_jax.nn.gates import check_gate
+from outeffhop_jax.nn.gates import logit as gate_logit
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -40,10 +43,16 @@ class AttentionOptions:
   capture_attention_probs: bool = False
 
   PRESETS: ClassVar[dict[str, dict[str, Any]]] = {}
+  # Fields that are sizes: each must be an int > 0 (checked first, before any division by them).
+  SIZE_FIELDS: ClassVar[tuple[str, ...]] = ("d_model", "num_heads", "num_layers", "d_ff")
 
   def __post_init__(self):
+    for name in self.SIZE_FIELDS:
+      _checks.check_size(getattr(self, name), f"{type(self).__name__}.{name}")
     ops.get_normalizer(self.normalizer)
     check_gate(self.gate)
+    if self.gate != "none":
+      gate_logit(self.gate_init)  # ValueError unless 0 < gate_init < 1 (NaN included)
     if parse_sinks(self.sinks) is not None and ops.get_normalizer(self.normalizer).kind != "sink":
       raise ValueError(f"sinks={self.sinks!r} needs a softmax-family normalizer, got {self.normalizer!r}")
     ops.attention.check_implementation(self.normalizer, self.attention_impl)
@@ -106,6 +115,7 @@ class OPTConfig(AttentionOptions):
   init_std: float = 0.02
   pad_token_id: int = 1
 
+  SIZE_FIELDS: ClassVar[tuple[str, ...]] = AttentionOptions.SIZE_FIELDS + ("vocab_size", "max_len")
   PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
       "tiny": {},
       "opt-125m": dict(vocab_size=50272, max_len=2048, d_model=768, num_layers=12, num_heads=12,
@@ -115,6 +125,11 @@ class OPTConfig(AttentionOptions):
       "opt-1.3b": dict(vocab_size=50272, max_len=2048, d_model=2048, num_layers=24, num_heads=32,
                        d_ff=8192, dropout_rate=0.1),
   }
+
+  def __post_init__(self):
+    super().__post_init__()
+    if self.word_embed_proj_dim is not None:
+      _checks.check_size(self.word_embed_proj_dim, "OPTConfig.word_embed_proj_dim")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -133,6 +148,8 @@ class BERTConfig(AttentionOptions):
   init_std: float = 0.02
   pad_token_id: int = 0
 
+  SIZE_FIELDS: ClassVar[tuple[str, ...]] = AttentionOptions.SIZE_FIELDS + (
+      "vocab_size", "max_len", "type_vocab_size")
   PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
       "tiny": {},
       "bert-base": dict(vocab_size=30522, max_len=512, d_model=768, num_layers=12, num_heads=12,
@@ -157,6 +174,8 @@ class ViTConfig(AttentionOptions):
   attention_dropout_rate: float = 0.0
   init_std: float = 0.02
 
+  SIZE_FIELDS: ClassVar[tuple[str, ...]] = AttentionOptions.SIZE_FIELDS + (
+      "image_size", "patch_size", "num_channels", "num_classes")
   PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
       "tiny": {},
       "vit-s16": dict(image_size=224, patch_size=16, num_classes=1000, d_model=384, num_layers=12,

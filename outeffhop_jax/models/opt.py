@@ -4,12 +4,13 @@
     block (pre-LN):  h += out_proj(attn(LN(h)));  h += fc2(relu(fc1(LN(h))))
     logits_BTV = [project_out](final_LN(h)) @ embed_tokens^T     (tied LM head)
 Positions follow OPT: cumsum of the attention mask minus one (left padding works), offset by 2.
+The attention mask is bool or 0/1 (`models._inputs`: other values are refused in eager calls).
 opt-350m has post-LN blocks (pre_layer_norm=False), no final LayerNorm, and project_in/out.
 
 Intermediates (sown only under `nn.capture`): per layer "layers.{i}.self_attn_layer_norm",
 ".out_proj", ".final_layer_norm" (the pre-FFN LayerNorm, OPT's name), ".fc2", ".block_output",
 the attention's ".self_attn.context" (and ".self_attn.attn_probs" if asked); the top-level
-"final_layer_norm". `OUTLIER_MODULES` lists the DESIGN §4 set by leaf name.
+"final_layer_norm". `OUTLIER_MODULES` lists the module set of docs/metrics.md by leaf name.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from outeffhop_jax.models import _inputs
 from outeffhop_jax.models import _layers as L
 from outeffhop_jax.models.configs import OPTConfig
 
@@ -52,8 +54,9 @@ class OPTBlock(L.Sowing):
 
 
 class OPT(L.Sowing):
-  """OPT decoder + tied LM head. __call__(input_ids_BT, *, attention_mask_BT=None,
-  deterministic=True) -> logits_BTV float32."""
+  """OPT decoder + tied LM head. __call__(input_ids, attention_mask=None, *, deterministic=True)
+  -> logits_BTV float32; Hugging Face's argument names: input_ids [B, T] int, attention_mask [B, T]
+  (1 / True = real token). No `labels=`: the call always returns logits (losses live in `train`)."""
 
   def __init__(self, config: OPTConfig, *, rngs: nnx.Rngs):
     cfg = self.config = config
@@ -71,8 +74,10 @@ class OPT(L.Sowing):
     self.dropout = L.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
-  def __call__(self, input_ids_BT, *, attention_mask_BT=None, deterministic: bool = True):
+  def __call__(self, input_ids, attention_mask=None, *, deterministic: bool = True):
+    input_ids_BT, attention_mask_BT = input_ids, attention_mask
     L.check_token_inputs(input_ids_BT, attention_mask_BT, max_len=self.config.max_len)
+    _inputs.check_text_inputs(self.config, input_ids_BT, attention_mask_BT)
     x_BTD = self.embed(input_ids_BT, attention_mask_BT)
     return self.decode(x_BTD, attention_mask_BT=attention_mask_BT, deterministic=deterministic)
 
@@ -82,7 +87,7 @@ class OPT(L.Sowing):
     if attention_mask_BT is None:
       pos_BT = jnp.broadcast_to(jnp.arange(T), (B, T))
     else:
-      m = jnp.asarray(attention_mask_BT).astype(jnp.int32)
+      m = (jnp.asarray(attention_mask_BT) != 0).astype(jnp.int32)  # non-zero = real token
       pos_BT = jnp.cumsum(m, axis=1) * m - 1  # padding gets -1 (+ offset = row 1), as HF does
     x_BTD = self.embed_tokens(input_ids_BT)
     if self.project_in is not None:

@@ -23,6 +23,6 @@ def l2_normalize(x_BD, eps: float = 1e-12):
 
 def sentence_embeddings(encoder, input_ids_BT, attention_mask_BT, *, normalize: bool = True):
   """Mean-pooled (and L2-normalised) sentence embeddings [B, D] float32 of a BERT-style encoder."""
-  h_BTD = encoder(input_ids_BT, attention_mask_BT=attention_mask_BT)
+  h_BTD = encoder(input_ids_BT, attention_mask=attention_mask_BT)
   e_BD = mean_pool(h_BTD, attention_mask_BT)
   return l2_normalize(e_BD) if normalize else e_BD

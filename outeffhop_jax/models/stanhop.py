@@ -39,6 +39,7 @@ from outeffhop_jax.models.configs import AttentionOptions
 from outeffhop_jax.nn import _init
 from outeffhop_jax.nn.attention import parse_sinks
 from outeffhop_jax.nn.gsh import GSH, GSHLayer, GSHPooling, check_learnable
+from outeffhop_jax.ops import _checks
 
 OUTLIER_MODULES = ("time_out", "time_fc2", "time_mlp_norm", "series_out", "series_fc2",
                    "series_mlp_norm", "cross_out", "cross_fc2", "cross_mlp_norm", "block_output")
@@ -86,12 +87,11 @@ class STanHopConfig(AttentionOptions):
                             num_layers=3, d_ff=512, num_routers=10, dropout_rate=0.2),
   }
 
+  SIZE_FIELDS: ClassVar[tuple[str, ...]] = AttentionOptions.SIZE_FIELDS + (
+      "in_len", "out_len", "seg_len", "n_series", "num_routers", "merge_win")
+
   def __post_init__(self):
-    super().__post_init__()
-    for name in ("in_len", "out_len", "seg_len", "n_series", "num_layers", "d_ff", "num_routers",
-                 "merge_win"):
-      if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-        raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+    super().__post_init__()  # checks SIZE_FIELDS first
     if self.in_len % self.seg_len:
       raise ValueError(f"in_len ({self.in_len}) must be a multiple of seg_len ({self.seg_len})")
     check_learnable(self.normalizer, self.learn_alpha)
@@ -99,8 +99,11 @@ class STanHopConfig(AttentionOptions):
     if parse_sinks(self.sinks) is not None:
       raise ValueError("sinks are not supported by the Hopfield layers of STanHop-Net; use "
                        "normalizer='softmax1' (a sink logit at 0)")
-    if self.tune_memories < 0 or self.update_steps_max < 0:
-      raise ValueError("tune_memories and update_steps_max must be >= 0")
+    for name in ("tune_memories", "update_steps_max"):
+      _checks.check_size(getattr(self, name), f"STanHopConfig.{name}", allow_zero=True)
+    if self.memory_beta is not None and not 0 < self.memory_beta < math.inf:
+      raise ValueError(f"STanHopConfig.memory_beta must be None (1 / sqrt(in_len)) or finite and "
+                       f"> 0, got {self.memory_beta}")
     if not 0.0 <= self.plug_weight <= 1.0:
       raise ValueError(f"plug_weight must be in [0, 1], got {self.plug_weight}")
 
@@ -241,9 +244,10 @@ def plug_and_play(x_BLC, memory_KLC, *, beta, normalizer="sparsemax", weight=0.5
   windows). Returns (1 - weight) x + weight r, [B, L, C]. One Hopfield update per (batch, series),
   vmapped over the series; nothing here is a parameter.
   """
-  if memory_KLC.ndim != 3 or memory_KLC.shape[1:] != x_BLC.shape[1:]:
-    raise ValueError(f"memory_KLC must have shape [K, {x_BLC.shape[1]}, {x_BLC.shape[2]}] "
-                     f"(windows of the input's length and series), got {tuple(memory_KLC.shape)}")
+  if memory_KLC.ndim != 3 or memory_KLC.shape[1:] != x_BLC.shape[1:] or not memory_KLC.shape[0]:
+    raise ValueError(f"memory_KLC must have shape [K, {x_BLC.shape[1]}, {x_BLC.shape[2]}] with "
+                     f"K >= 1 (windows of the input's length and series; an empty bank has "
+                     f"nothing to retrieve), got {tuple(memory_KLC.shape)}")
   update = lambda q_BL, m_KL: ops.hopfield_update(q_BL, m_KL, beta=beta, normalizer=normalizer)
   r_BLC = jax.vmap(update, in_axes=(2, 2), out_axes=2)(x_BLC, memory_KLC.astype(x_BLC.dtype))
   return (1.0 - weight) * x_BLC + weight * r_BLC
@@ -293,6 +297,8 @@ class STanHopNet(L.Sowing):
     cfg = self.config
     self.check_input(x_BLC)
     x_BLC = jnp.asarray(x_BLC, cfg.dtype)
+    if x_BLC.shape[0] == 0:  # an empty batch: an empty forecast (nothing is run or recorded)
+      return jnp.zeros((0, cfg.out_len, cfg.n_series), jnp.float32)
     if memory_KLC is not None:
       beta = cfg.memory_beta or 1.0 / math.sqrt(cfg.in_len)
       x_BLC = plug_and_play(x_BLC, jnp.asarray(memory_KLC), beta=beta,

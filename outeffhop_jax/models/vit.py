@@ -8,7 +8,7 @@ Images are channels-last [B, H, W, C] (HF takes [B, C, H, W]); only the configur
 Intermediates (sown only under `nn.capture`): per layer "layers.{i}.layernorm_before",
 ".attention_output", ".layernorm_after", ".ffn_output", ".block_output", the attention's
 ".attention.context" (".attention.attn_probs" if asked); top-level "layernorm".
-`OUTLIER_MODULES` is the DESIGN §4 set (block outputs, FFN outputs, LayerNorm outputs).
+`OUTLIER_MODULES` is the module set of docs/metrics.md (block outputs, FFN outputs, LayerNorm outputs).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class ViTBlock(L.Sowing):
 
 
 class ViT(L.Sowing):
-  """__call__(images_BHWC, *, deterministic=True) -> logits_BC float32."""
+  """__call__(pixel_values, *, deterministic=True) -> logits_BC float32 (pixel_values [B, H, W, C])."""
 
   def __init__(self, config: ViTConfig, *, rngs: nnx.Rngs):
     cfg = self.config = config
@@ -72,17 +72,31 @@ class ViT(L.Sowing):
     want = (cfg.image_size, cfg.image_size, cfg.num_channels)
     shape = tuple(getattr(images_BHWC, "shape", ()))
     if len(shape) != 4 or shape[1:] != want:
-      raise ValueError(f"images_BHWC must have shape [batch, {want[0]}, {want[1]}, {want[2]}] "
+      raise ValueError(f"pixel_values must have shape [batch, {want[0]}, {want[1]}, {want[2]}] "
                        f"(channels last; config image_size={cfg.image_size}, "
                        f"num_channels={cfg.num_channels}), got {shape}")
     if not jnp.issubdtype(images_BHWC.dtype, jnp.floating):
-      raise ValueError(f"images_BHWC must be floating point, got dtype {images_BHWC.dtype}")
+      raise ValueError(f"pixel_values must be floating point, got dtype {images_BHWC.dtype}")
 
-  def __call__(self, images_BHWC, *, deterministic: bool = True):
+  def channels_last(self, pixel_values):
+    """[B, H, W, C] as given, or Hugging Face's [B, C, H, W] (what its image processors return)
+    transposed to channels last when the shape says so unambiguously."""
+    cfg = self.config
+    shape = tuple(getattr(pixel_values, "shape", ()))
+    hwc = (cfg.image_size, cfg.image_size, cfg.num_channels)
+    chw = (cfg.num_channels, cfg.image_size, cfg.image_size)
+    if len(shape) == 4 and shape[1:] == chw and chw != hwc:
+      return jnp.transpose(pixel_values, (0, 2, 3, 1))
+    return pixel_values
+
+  def __call__(self, pixel_values, *, deterministic: bool = True):
+    """pixel_values [B, H, W, C] float (or HF's [B, C, H, W]) -> logits_BC float32. HF's argument
+    name; no `labels=` (the call always returns logits)."""
+    images_BHWC = self.channels_last(pixel_values)
     self.check_images(images_BHWC)
     x = self.patch_embed(images_BHWC)                      # [B, H/P, W/P, D]
     B, D = x.shape[0], x.shape[-1]
-    x_BPD = x.reshape(B, -1, D)                            # row-major patches, as HF's flatten(2)
+    x_BPD = x.reshape(B, x.shape[1] * x.shape[2], D)       # row-major patches, as HF's flatten(2)
     cls_B1D = jnp.broadcast_to(self.cls_token[...].astype(x_BPD.dtype), (B, 1, D))
     x_BTD = jnp.concatenate([cls_B1D, x_BPD], axis=1) + self.position_embeddings[...].astype(
         x_BPD.dtype)

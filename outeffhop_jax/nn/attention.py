@@ -9,26 +9,59 @@ The math lives in `outeffhop_jax.ops`; this module only owns parameters, the gat
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+from typing import Callable
+
 import jax.numpy as jnp
 from flax import nnx
 
 from outeffhop_jax import ops
 from outeffhop_jax.nn import _init
+from outeffhop_jax.ops import _checks
 from outeffhop_jax.nn.gates import HEAD_GATES, apply_gate, check_gate, make_gate
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
 
 
 def parse_sinks(sinks):
-  """"none" -> None, "learned" -> "learned", a number (or its string) -> float; else ValueError."""
+  """"none" -> None, "learned" -> "learned", a finite number (or its string) -> float; else
+  ValueError (a NaN or infinite fixed sink would make every probability NaN or 0)."""
   if sinks is None or sinks == "none":
     return None
   if sinks == "learned":
     return "learned"
   try:
-    return float(sinks)
+    value = float(sinks)
   except (TypeError, ValueError):
     raise ValueError(f"sinks must be 'none', 'learned' or a number (a fixed sink logit), "
                      f"got {sinks!r}") from None
+  if not math.isfinite(value):
+    raise ValueError(f"sinks must be 'none', 'learned' or a finite number (a fixed sink logit), "
+                     f"got {sinks!r}")
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionHooks:
+  """Callables that observe or replace intermediate tensors of `MultiHeadAttention` (None = identity).
+
+    scores(s_BNTS, where=valid)   scaled logits q.k / sqrt(H), float32 [B, N, T, S], before the normalizer
+    probs(p_BNTS, where=valid)    normalizer output, float32 [B, N, T, S]
+    context(ctx_BTNH)             P.V context after the gate, the output projection's input
+  `valid` is the boolean [B|1, N|1, T, S] mask (mask and causality combined) or None. With hooks the
+  layer takes the "reference" path and forms the probabilities (used by fake quantization).
+  """
+  scores: Callable | None = None
+  probs: Callable | None = None
+  context: Callable | None = None
+
+
+def _valid_mask(mask, causal: bool, T: int, S: int):
+  valid = None if mask is None else jnp.asarray(mask, bool)
+  if causal:
+    causal_TS = jnp.arange(S)[None, :] <= jnp.arange(T)[:, None]
+    valid = causal_TS if valid is None else jnp.logical_and(valid, causal_TS)
+  return valid
 
 
 def check_input(x, name: str, rank: int, layout: str, last_dim: int | None = None):
@@ -41,16 +74,27 @@ def check_input(x, name: str, rank: int, layout: str, last_dim: int | None = Non
 
 
 def check_mask(mask, target, name: str = "mask"):
-  """Boolean and broadcastable to `target` = (B, N, T, S); raises before any compute."""
+  """The mask as a boolean array broadcastable to `target` = (B, N, T, S) (None stays None).
+
+  The library's one mask rule (`ops._checks.as_bool_mask`): boolean, or numeric with non-zero =
+  attend (Flax's rule, so `nnx.make_attention_mask` output works); a concrete additive 0 / -inf
+  mask is refused with how to convert it. Raises before any compute.
+  """
   if mask is None:
-    return
-  if jnp.asarray(mask).dtype != jnp.bool_:
-    raise ValueError(f"{name} must be boolean (True = attend), got dtype {jnp.asarray(mask).dtype}")
+    return None
+  mask = _checks.as_bool_mask(mask, name)
   shape = tuple(mask.shape)
   ok = len(shape) <= 4 and all(s in (1, t) for s, t in zip(shape[::-1], target[::-1]))
   if not ok:
     raise ValueError(f"{name} of shape {shape} is not broadcastable to [batch, heads, q_len, kv_len] "
                      f"= {tuple(target)}")
+  return mask
+
+
+def check_sizes(**sizes):
+  """Each keyword (a layer size: heads, widths, counts) must be an int > 0; ValueError naming it."""
+  for name, value in sizes.items():
+    _checks.check_size(value, name)
 
 
 class MultiHeadAttention(nnx.Module):
@@ -78,10 +122,12 @@ class MultiHeadAttention(nnx.Module):
                implementation="reference", dropout_rate: float = 0.0, use_bias: bool = True,
                kernel_init=None, out_kernel_init=None, dtype=None, param_dtype=jnp.float32,
                rngs: nnx.Rngs):
-    head_dim = head_dim or d_model // num_heads
-    num_kv_heads = num_kv_heads or num_heads
-    if num_heads <= 0 or head_dim <= 0:
-      raise ValueError(f"num_heads ({num_heads}) and head_dim ({head_dim}) must be positive")
+    check_sizes(d_model=d_model, num_heads=num_heads)
+    head_dim = d_model // num_heads if head_dim is None else head_dim
+    num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+    check_sizes(head_dim=head_dim, num_kv_heads=num_kv_heads)
+    if d_context is not None:
+      check_sizes(d_context=d_context)
     if num_heads % num_kv_heads:
       raise ValueError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
     self.norm = ops.get_normalizer(normalizer)  # ValueError on an unknown spec
@@ -125,11 +171,31 @@ class MultiHeadAttention(nnx.Module):
       return jnp.full((self.num_heads,), self.fixed_sink, jnp.float32)
     return None
 
+  def _attend(self, q_BTNH, k_BSKH, v_BSKH, kw, deterministic):
+    use_dropout = self.dropout is not None and not deterministic
+    if use_dropout or self.capture_attention_probs:
+      p_BNTS = ops.attention_weights(q_BTNH, k_BSKH, **kw)
+      if self.capture_attention_probs:
+        self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
+    if not use_dropout:
+      return ops.dot_product_attention(q_BTNH, k_BSKH, v_BSKH, implementation=self.implementation,
+                                       **kw)
+    # Dropout acts on the probabilities, so the fused paths (which never form them) cannot be used.
+    B, T = q_BTNH.shape[:2]
+    p_BNTS = self.dropout(p_BNTS, deterministic=False)
+    K = self.num_kv_heads
+    p_BKGTS = p_BNTS.reshape(B, K, self.num_heads // K, T, -1)
+    ctx = jnp.einsum("bkgts,bskh->btkgh", p_BKGTS.astype(v_BSKH.dtype), v_BSKH)
+    return ctx.reshape(B, T, self.num_heads, self.head_dim)
+
   def __call__(self, x_BTD, *, context_BSD=None, mask=None, causal: bool = False,
-               deterministic: bool = True):
-    """x_BTD [B, T, D] -> [B, T, D]. mask: boolean, broadcastable to [B, N, T, S], True = attend.
+               deterministic: bool = True, hooks: AttentionHooks | None = None):
+    """x_BTD [B, T, D] -> [B, T, D]. mask: broadcastable to [B, N, T, S], boolean (True = attend)
+    or 0/1 (non-zero = attend); an additive 0 / -inf mask is refused. B, T or S = 0 give an empty
+    result (S = 0: no key to attend to, context 0, output = the output projection's bias).
 
     context_BSD: keys/values source for cross-attention (default x_BTD). causal: key j <= query i.
+    hooks: `AttentionHooks` on the scores, probabilities and context (None: no hooks).
     """
     check_input(x_BTD, "x_BTD", 3, "[batch, seq, d_model]", self.d_model)
     c_BSD = x_BTD if context_BSD is None else context_BSD
@@ -137,27 +203,53 @@ class MultiHeadAttention(nnx.Module):
     if c_BSD.shape[0] != x_BTD.shape[0]:
       raise ValueError(f"context_BSD batch {c_BSD.shape[0]} must equal x_BTD batch {x_BTD.shape[0]}")
     B, T, _ = x_BTD.shape
-    check_mask(mask, (B, self.num_heads, T, c_BSD.shape[1]))
+    S = c_BSD.shape[1]
+    mask = check_mask(mask, (B, self.num_heads, T, S))
 
     q_BTNH, k_BSKH, v_BSKH = self.query(x_BTD), self.key(c_BSD), self.value(c_BSD)
     sinks_N = self._sinks_N()
-    kw = dict(normalizer=self.norm, mask=mask, causal=causal, sinks=sinks_N)
-    use_dropout = self.dropout is not None and not deterministic
-    if use_dropout or self.capture_attention_probs:
-      p_BNTS = ops.attention_weights(q_BTNH, k_BSKH, **kw)
+    kw = dict(normalizer=self.norm, mask=mask, is_causal=causal, sinks=sinks_N)
+    if hooks is not None and B * T * S:
+      use_dropout = self.dropout is not None and not deterministic
+      return self._hooked(x_BTD, q_BTNH, k_BSKH, v_BSKH, mask, causal, sinks_N, hooks, use_dropout)
+    if B * T * S == 0:
+      # Empty batch / queries: an empty result. No keys (S = 0): each row is a row over 0 keys,
+      # which, like a fully masked row, has no probability mass, so its context is 0.
+      ctx_BTNH = jnp.zeros((B, T, self.num_heads, self.head_dim), q_BTNH.dtype)
       if self.capture_attention_probs:
-        self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
-    if use_dropout:
-      # Dropout acts on the probabilities, so the fused paths (which never form them) cannot be used.
-      p_BNTS = self.dropout(p_BNTS, deterministic=False)
-      K = self.num_kv_heads
-      p_BKGTS = p_BNTS.reshape(B, K, self.num_heads // K, T, -1)
-      ctx = jnp.einsum("bkgts,bskh->btkgh", p_BKGTS.astype(v_BSKH.dtype), v_BSKH)
-      ctx_BTNH = ctx.reshape(B, T, self.num_heads, self.head_dim)
+        self.sow(nnx.Intermediate, "attn_probs", jnp.zeros((B, self.num_heads, T, S), jnp.float32))
     else:
-      ctx_BTNH = ops.dot_product_attention(q_BTNH, k_BSKH, v_BSKH, implementation=self.implementation,
-                                           **kw)
+      ctx_BTNH = self._attend(q_BTNH, k_BSKH, v_BSKH, kw, deterministic)
     ctx_BTNH = apply_gate(self.gate, x_BTD, ctx_BTNH)
+    if self.capture_intermediates:
+      self.sow(nnx.Intermediate, "context", ctx_BTNH)
+    return self.out(ctx_BTNH)
+
+
+  def _hooked(self, x_BTD, q_BTNH, k_BSKH, v_BSKH, mask, causal, sinks_N, hooks, use_dropout):
+    """The "reference" forward (same math as `ops.attention_weights` and its P.V) with `hooks`."""
+    B, T, N, H = q_BTNH.shape
+    S, K = k_BSKH.shape[1], self.num_kv_heads
+    logits = jnp.einsum("btkgh,bskh->bkgts", q_BTNH.reshape(B, T, K, N // K, H), k_BSKH,
+                        preferred_element_type=jnp.float32)
+    s_BNTS = logits.reshape(B, N, T, S) * (1.0 / math.sqrt(H))
+    valid = _valid_mask(mask, causal, T, S)
+    if hooks.scores is not None:
+      s_BNTS = hooks.scores(s_BNTS, where=valid)
+    norm = self.norm if sinks_N is None else self.norm.with_sinks(
+        jnp.broadcast_to(jnp.asarray(sinks_N, jnp.float32), (N,))[:, None])
+    p_BNTS = norm(s_BNTS, axis=-1, where=valid).astype(jnp.float32)
+    if hooks.probs is not None:
+      p_BNTS = hooks.probs(p_BNTS, where=valid)
+    if self.capture_attention_probs:
+      self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
+    if use_dropout:
+      p_BNTS = self.dropout(p_BNTS, deterministic=False)
+    ctx = jnp.einsum("bkgts,bskh->btkgh", p_BNTS.reshape(B, K, N // K, T, S),
+                     v_BSKH.astype(jnp.float32))
+    ctx_BTNH = apply_gate(self.gate, x_BTD, ctx.reshape(B, T, N, H).astype(q_BTNH.dtype))
+    if hooks.context is not None:
+      ctx_BTNH = hooks.context(ctx_BTNH)
     if self.capture_intermediates:
       self.sow(nnx.Intermediate, "context", ctx_BTNH)
     return self.out(ctx_BTNH)

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from outeffhop_jax.nn import _init
+from outeffhop_jax.ops import _checks
 
 HEAD_GATES = ("linear", "mlp")  # Bondarenko et al.: per-head slices of x
 OUTPUT_GATES = ("output_headwise", "output_elementwise")  # Qiu et al.: all of x
@@ -55,6 +56,8 @@ class AttentionGate(nnx.Module):
     if check_gate(kind) not in HEAD_GATES:
       raise ValueError(f"AttentionGate needs gate 'linear' or 'mlp', got {kind!r} (use OutputGate for "
                        f"{OUTPUT_GATES}, no gate module for 'none')")
+    _checks.check_size(num_heads, "num_heads")
+    _checks.check_size(head_dim, "head_dim")
     N, H = num_heads, head_dim
     self.kind = kind
     bias_init = nnx.initializers.constant(logit(pi_init))
@@ -88,6 +91,8 @@ class OutputGate(nnx.Module):
     if check_gate(kind) not in OUTPUT_GATES:
       raise ValueError(f"OutputGate needs gate {OUTPUT_GATES[0]!r} or {OUTPUT_GATES[1]!r}, "
                        f"got {kind!r}")
+    for name, size in (("d_model", d_model), ("num_heads", num_heads), ("head_dim", head_dim)):
+      _checks.check_size(size, name)
     D, N, H = d_model, num_heads, head_dim
     self.kind = kind
     bias_init = nnx.initializers.constant(logit(pi_init))
@@ -128,6 +133,6 @@ def apply_gate(gate, x_BTD, ctx_BTNH):
   if isinstance(gate, OutputGate):
     g = gate(x_BTD)
     g_BTNH = g[..., None] if g.ndim == 3 else g
-  else:
-    g_BTNH = gate(x_BTD.reshape(B, T, N, -1))[..., None]
+  else:  # explicit head size, not -1: B or T = 0 must still reshape
+    g_BTNH = gate(x_BTD.reshape(B, T, N, x_BTD.shape[-1] // N))[..., None]
   return ctx_BTNH * g_BTNH.astype(ctx_BTNH.dtype)

@@ -120,10 +120,11 @@ class GSH(Hopfield):
     z_BTNP = super().associate(q_BTNH, k_BSNH, v_BSNP, mask=mask, deterministic=deterministic)
     if self.capture_attention_probs:
       norm = self.normalizer()
-      p_BNTS = ops.attention_weights(self.retrieve(q_BTNH, k_BSNH, norm), k_BSNH, normalizer=norm,
+      p_BNTS = ops.attention_weights(self.retrieve(q_BTNH, k_BSNH, norm, mask), k_BSNH, normalizer=norm,
                                      mask=mask, scale=self.beta)
       self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
-    z_BTNP = apply_gate(self.gate, q_BTNH.reshape(q_BTNH.shape[:2] + (-1,)), z_BTNP)
+    q_BTD = q_BTNH.reshape(q_BTNH.shape[:2] + (q_BTNH.shape[2] * q_BTNH.shape[3],))  # B, T may be 0
+    z_BTNP = apply_gate(self.gate, q_BTD, z_BTNP)
     if self.capture_intermediates:
       self.sow(nnx.Intermediate, "context", z_BTNP)
     return z_BTNP

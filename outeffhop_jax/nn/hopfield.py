@@ -21,7 +21,7 @@ from flax import nnx
 
 from outeffhop_jax import ops
 from outeffhop_jax.nn import _init
-from outeffhop_jax.nn.attention import check_input, check_mask
+from outeffhop_jax.nn.attention import check_input, check_mask, check_sizes
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
 
 
@@ -87,21 +87,25 @@ class Hopfield(nnx.Module):
                projection_static: bool = False, disable_out_projection: bool = False,
                normalizer="softmax1", dropout_rate: float = 0.0, use_bias: bool = True,
                implementation="reference", dtype=None, param_dtype=jnp.float32, rngs: nnx.Rngs):
-    if num_heads <= 0:
-      raise ValueError(f"num_heads must be positive, got {num_heads}")
-    stored_size = stored_size or input_size
-    values_size = values_size or stored_size
-    hidden_size = hidden_size or input_size // num_heads
-    pattern_size = pattern_size or hidden_size
-    if hidden_size <= 0:
-      raise ValueError(f"hidden_size must be positive (input_size {input_size} // num_heads "
-                       f"{num_heads} = {hidden_size})")
+    check_sizes(input_size=input_size, num_heads=num_heads)
+    # `is None`, not `or`: an explicit 0 is a mistake to report, not a request for the default.
+    stored_size = input_size if stored_size is None else stored_size
+    values_size = stored_size if values_size is None else values_size
+    if hidden_size is None and input_size < num_heads:
+      raise ValueError(f"hidden_size defaults to input_size // num_heads = {input_size} // "
+                       f"{num_heads} = 0; pass hidden_size or fewer heads")
+    hidden_size = input_size // num_heads if hidden_size is None else hidden_size
+    pattern_size = hidden_size if pattern_size is None else pattern_size
+    check_sizes(stored_size=stored_size, values_size=values_size, hidden_size=hidden_size,
+                pattern_size=pattern_size)
+    if output_size is not None:
+      check_sizes(output_size=output_size)
     if not isinstance(update_steps_max, int) or update_steps_max < 0:
       raise ValueError(f"update_steps_max must be a non-negative int, got {update_steps_max!r}")
     if not update_steps_eps >= 0:
       raise ValueError(f"update_steps_eps must be >= 0, got {update_steps_eps}")
-    if beta is not None and not beta > 0:
-      raise ValueError(f"beta must be > 0, got {beta}")
+    if beta is not None and not 0 < beta < math.inf:
+      raise ValueError(f"beta must be finite and > 0, got {beta}")
     if not 0.0 <= dropout_rate < 1.0:
       raise ValueError(f"dropout_rate must be in [0, 1), got {dropout_rate}")
     self.norm = ops.get_normalizer(normalizer)
@@ -131,20 +135,34 @@ class Hopfield(nnx.Module):
     """The normalizer of this call; a subclass with a learnable normalizer overrides this."""
     return self.norm
 
-  def retrieve(self, q_BTNH, k_BSNH, norm):
-    """`update_steps_max` CCCP steps of each query in its (batch, head) memories, one vmap."""
+  def retrieve(self, q_BTNH, k_BSNH, norm, mask=None):
+    """`update_steps_max` CCCP steps of each query in its (batch, head) memories, one vmap.
+
+    mask: optional boolean, broadcastable to [B, N, T, S]: the memories each query may retrieve."""
     if self.update_steps_max == 0:
       return q_BTNH
-    retrieve = lambda q_TH, k_SH: ops.hopfield_retrieve(
+    B, T, N, _ = q_BTNH.shape
+    S = k_BSNH.shape[1]
+    retrieve = lambda q_TH, k_SH, m_TS: ops.hopfield_retrieve(
         q_TH, k_SH, beta=self.beta, normalizer=norm, max_steps=self.update_steps_max,
-        tol=self.update_steps_eps)
-    per_head = jax.vmap(retrieve, in_axes=(1, 1), out_axes=1)  # over N: [T, N, H], [S, N, H]
-    return jax.vmap(per_head)(q_BTNH, k_BSNH)                  # over B
+        tol=self.update_steps_eps, mask=m_TS)
+    if mask is None:
+      mask_BNTS = jnp.ones((B, N, T, S), bool)
+    else:
+      mask = jnp.asarray(mask)
+      mask_BNTS = jnp.broadcast_to(mask.reshape((1,) * (4 - mask.ndim) + mask.shape), (B, N, T, S))
+    per_head = jax.vmap(retrieve, in_axes=(1, 1, 0), out_axes=1)  # over N: [T,N,H], [S,N,H], [N,T,S]
+    return jax.vmap(per_head)(q_BTNH, k_BSNH, mask_BNTS)           # over B
 
   def associate(self, q_BTNH, k_BSNH, v_BSNP, *, mask, deterministic):
     """Z_BTNP = normalizer(beta Q K^T) V after the retrieval steps."""
+    B, T, N = q_BTNH.shape[:3]
+    if B * T * k_BSNH.shape[1] == 0:
+      # Empty batch / states: empty result. No stored pattern: nothing to associate with (a row
+      # over 0 memories has no mass, as a fully masked row), so Z = 0.
+      return jnp.zeros((B, T, N, v_BSNP.shape[-1]), v_BSNP.dtype)
     norm = self.normalizer()
-    q_BTNH = self.retrieve(q_BTNH, k_BSNH, norm)
+    q_BTNH = self.retrieve(q_BTNH, k_BSNH, norm, mask)
     if self.dropout is None or deterministic:
       return ops.dot_product_attention(q_BTNH, k_BSNH, v_BSNP, normalizer=norm, mask=mask,
                                        scale=self.beta, implementation=self.implementation)
@@ -154,8 +172,9 @@ class Hopfield(nnx.Module):
 
   def __call__(self, *, state, stored, values=None, mask=None, deterministic: bool = True):
     """Keyword-only. state [B, T, input_size], stored [B, S, stored_size],
-    values [B, S, values_size] (default: stored); mask boolean broadcastable to [B, N, T, S]
-    (True = may associate). Returns [B, T, output_size]."""
+    values [B, S, values_size] (default: stored); mask broadcastable to [B, N, T, S], boolean
+    (True = may associate) or 0/1 (an additive 0 / -inf mask is refused). Returns
+    [B, T, output_size]; empty for B = 0 or T = 0; with S = 0 (no stored pattern) Z = 0."""
     check_input(state, "state", 3, "[batch, num_state, input_size]", self.input_size)
     check_input(stored, "stored", 3, "[batch, num_stored, stored_size]", self.stored_size)
     values = stored if values is None else values
@@ -166,10 +185,7 @@ class Hopfield(nnx.Module):
     if values.shape[1] != stored.shape[1]:
       raise ValueError(f"values must have one row per stored pattern ({stored.shape[1]}), "
                        f"got shape {tuple(values.shape)}")
-    check_mask(mask, (state.shape[0], self.num_heads, state.shape[1], stored.shape[1]))
-    if mask is not None and self.update_steps_max > 0:
-      raise ValueError("mask is not supported with update_steps_max > 0 (ops.hopfield_retrieve "
-                       "takes no memory mask); use update_steps_max=0 or unpadded stored patterns")
+    mask = check_mask(mask, (state.shape[0], self.num_heads, state.shape[1], stored.shape[1]))
     z_BTNP = self.associate(self.state_proj(state), self.stored_proj(stored),
                             self.values_proj(values), mask=mask, deterministic=deterministic)
     if self.out is None:
@@ -192,8 +208,7 @@ class HopfieldLayer(nnx.Module):
   def __init__(self, input_size: int, *, quantity: int = 1, lookup_weights_as_separated: bool = False,
                lookup_targets_as_trainable: bool = True, param_dtype=jnp.float32, rngs: nnx.Rngs,
                **hopfield_kwargs):
-    if quantity <= 0:
-      raise ValueError(f"quantity must be positive, got {quantity}")
+    check_sizes(input_size=input_size, quantity=quantity)
     init = _init.normal(1.0 / math.sqrt(input_size))
     self.stored = _init.param(rngs, init, (quantity, input_size), (None, "embed"), param_dtype)
     values = None
@@ -227,8 +242,7 @@ class HopfieldPooling(nnx.Module):
 
   def __init__(self, input_size: int, *, quantity: int = 1, param_dtype=jnp.float32,
                rngs: nnx.Rngs, **hopfield_kwargs):
-    if quantity <= 0:
-      raise ValueError(f"quantity must be positive, got {quantity}")
+    check_sizes(input_size=input_size, quantity=quantity)
     init = _init.normal(1.0 / math.sqrt(input_size))
     self.queries = _init.param(rngs, init, (quantity, input_size), (None, "embed"), param_dtype)
     self.hopfield = Hopfield(input_size, param_dtype=param_dtype, rngs=rngs, **hopfield_kwargs)

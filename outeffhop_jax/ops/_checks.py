@@ -37,6 +37,42 @@ def check_positive(value, name: str) -> None:
     raise ValueError(f"{name} must be > 0, got {value}")
 
 
+def check_size(value, name: str, *, allow_zero: bool = False) -> None:
+  """A size (layers, heads, widths, counts) must be an int > 0 (>= 0 with allow_zero)."""
+  low = 0 if allow_zero else 1
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    raise ValueError(f"{name} must be an int {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def concrete_values(value):
+  """`value` as a float64 NumPy array when its values are known now (a Python / NumPy number or
+  array, a jax.Array outside tracing); None for a tracer (under jit / grad / vmap), whose values
+  are unknown until run time."""
+  if value is None or isinstance(value, jax.core.Tracer):
+    return None
+  if isinstance(value, jax.Array) and not value.is_fully_addressable:
+    return None  # a multi-host global array: this process cannot read all of it
+  try:
+    return np.asarray(jax.device_get(value), dtype=np.float64)
+  except (TypeError, ValueError):
+    return None
+
+
+def check_param(value, name: str, ok, requirement: str) -> None:
+  """Raises ValueError "{name} must be {requirement}, got ..." unless `ok(values)` holds for every
+  concrete value (NaN fails any comparison, so a NaN is refused by every `ok` written as a range).
+  Traced values are not checked (see `concrete_values`)."""
+  v = concrete_values(value)
+  if v is None or v.size == 0:
+    return
+  with np.errstate(invalid="ignore"):
+    good = np.broadcast_to(ok(v), v.shape)
+  if not good.all():
+    bad = float(v[~good].ravel()[0])
+    got = repr(float(v)) if v.ndim == 0 else f"an array of shape {v.shape} holding {bad!r}"
+    raise ValueError(f"{name} must be {requirement}, got {got}")
+
+
 def as_bool_mask(mask, name: str = "mask"):
   """The library's one mask rule: returns `mask` as a boolean array (True = attend / valid).
 
@@ -65,3 +101,23 @@ def as_bool_mask(mask, name: str = "mask"):
           f"with `{name} = additive_mask == 0` (or `additive_mask > -1e4`), or pass the additive "
           f"values as `bias=` where the function has one")
   return mask != 0
+
+
+def varying_axes(x) -> set:
+  """The mesh axes `x` varies over inside `jax.shard_map` (empty outside)."""
+  aval = jax.typeof(x)
+  vma = getattr(aval, "vma", None)  # older jax; newer jax keeps it in manual_axis_type.varying
+  if vma is None:
+    vma = getattr(getattr(aval, "manual_axis_type", None), "varying", ())
+  return set(vma or ())
+
+
+def vary_like(x, *refs):
+  """x marked as varying over every mesh axis any of `refs` varies over (inside `jax.shard_map`
+  with check_vma=True a scan carry must keep one type; a no-op outside shard_map)."""
+  axes = set()
+  for r in refs:
+    if r is not None:
+      axes |= varying_axes(r)
+  missing = tuple(sorted(axes - varying_axes(x)))
+  return jax.lax.pcast(x, missing, to="varying") if missing else x

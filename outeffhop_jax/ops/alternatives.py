@@ -1,7 +1,8 @@
 """The field's other answers to the attention sink: sigmoid, softplus (LSSA), stablemax, softpick.
 
-Each normalises over `axis` with an optional boolean `where` (True = valid, broadcastable to x);
-masked entries get probability exactly 0 and a fully masked row is all zeros. They compute in
+Each normalises over `axis` with an optional `where` (True = valid, broadcastable to x; boolean or
+0/1, an additive 0 / -inf mask is refused: `_checks.as_bool_mask`); masked entries get probability
+exactly 0, a fully masked row is all zeros and a row over 0 entries is an empty row. They compute in
 float32 (bf16 / f16 inputs are promoted and cast back) and stay finite, with finite gradients, on
 logits of +-1e4, on -inf logits and on fully masked rows. n is the row's number of valid entries
 (the count of `where` along `axis`; the axis length without a mask), so a causal row uses its own
@@ -32,6 +33,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from outeffhop_jax.ops import _checks
 from outeffhop_jax.ops.normalizers import _compute_dtype, _prepare, softmax
 
 SOFTPICK_EPS = 1e-6
@@ -112,6 +114,7 @@ def sigmoid_attention(x, bias=None, axis: int = -1, where=None):
     # max(n, 1): a fully masked row (n = 0) is zeroed below, and log 0 must not appear.
     b = -jnp.log(jnp.maximum(_valid_count(x.shape, axis, where, ct), 1.0))
   else:
+    _checks.check_param(bias, "bias", lambda v: abs(v) < jnp.inf, "finite (or None for -log n)")
     b = jnp.asarray(bias, ct)
   p = jax.nn.sigmoid(_safe_logits(x.astype(ct), where) + b)
   if where is not None:
@@ -155,10 +158,12 @@ def softpick(x, eps: float = SOFTPICK_EPS, axis: int = -1, where=None):
   Exactly 0 for x_i <= 0; a row sums to < 1 whenever some logit is negative (or eps > 0), so a head
   can attend to nothing without a sink. Masked entries are excluded from both sums.
   """
+  _checks.check_param(eps, "eps", lambda v: (v >= 0) & (v < jnp.inf), "finite and >= 0")
   x, axis, where = _prepare(x, axis, where)
   ct = _compute_dtype(x.dtype)
   xc = _safe_logits(x.astype(ct), where)
-  x_max = jnp.max(xc if where is None else jnp.where(where, xc, -jnp.inf), axis=axis, keepdims=True)
+  x_max = jnp.max(xc if where is None else jnp.where(where, xc, -jnp.inf), axis=axis, keepdims=True,
+                  initial=-jnp.inf)  # -inf over a row of 0 entries (then m = 0)
   m = lax.stop_gradient(jnp.maximum(x_max, 0.0))  # the clamp at 0 keeps e^-m <= 1: no overflow
   c = jnp.exp(-m)
   d = jnp.exp(xc - m) - c

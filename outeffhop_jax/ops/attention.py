@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -32,21 +33,40 @@ from outeffhop_jax.ops.blockwise import blockwise_attention
 from outeffhop_jax.ops.blockwise_alternatives import blockwise_alternative_attention
 from outeffhop_jax.ops.registry import Normalizer, get_normalizer
 
-IMPLEMENTATIONS = ("reference", "blockwise", "pallas", "cudnn", "splash", None)
+IMPLEMENTATIONS = ("reference", "xla", "blockwise", "pallas", "cudnn", "splash", None)
 FUSED = ("pallas", "cudnn", "splash")
 BLOCKWISE_KINDS = ("sink", "elementwise", "l1")  # the kinds "blockwise" computes
 
 
-def _as_4d_mask(mask, B, N, T, S):
-  mask = jnp.asarray(mask)
-  if mask.dtype != jnp.bool_:
-    raise TypeError(f"mask must be a boolean array (True = attend), got dtype {mask.dtype}")
-  _checks.check_broadcastable(mask.shape, (B, N, T, S), "mask", "[batch, heads, q_len, kv_len]")
+def _as_4d_mask(mask, B, N, T, S, name="mask"):
+  """`mask` (bool, or numeric non-zero = attend) as a boolean array of rank 4 broadcastable to
+  [B, N, T, S]; raises before any compute."""
+  mask = _checks.as_bool_mask(mask, name)
+  _checks.check_broadcastable(mask.shape, (B, N, T, S), name, "[batch, heads, q_len, kv_len]")
   return mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
 
 
+def _as_4d_bias(bias, B, N, T, S):
+  bias = jnp.asarray(bias)
+  _checks.check_floating(bias, "bias")
+  _checks.check_broadcastable(bias.shape, (B, N, T, S), "bias", "[batch, heads, q_len, kv_len]")
+  return bias.reshape((1,) * (4 - bias.ndim) + bias.shape)
+
+
+def _as_4d(query, key, value):
+  """3-D [T, N, H] inputs (as jax.nn accepts) get a batch axis of 1; returns (q, k, v, was_3d)."""
+  ranks = {jnp.ndim(query), jnp.ndim(key), jnp.ndim(value)}
+  if ranks == {3}:
+    return query[None], key[None], value[None], True
+  if ranks != {4}:
+    raise ValueError(f"query, key and value must all have rank 4 ([batch, seq, heads, head_dim]) or "
+                     f"all rank 3 ([seq, heads, head_dim]), got shapes {tuple(jnp.shape(query))}, "
+                     f"{tuple(jnp.shape(key))}, {tuple(jnp.shape(value))}")
+  return query, key, value, False
+
+
 def validate_attention_args(query, key, value, mask, sinks, scale):
-  """Checks shapes and dtypes; returns (B, T, N, S, K, H, scale). Raises before any compute."""
+  """Checks 4-D shapes and dtypes; returns (B, T, N, S, K, H, scale). Raises before any compute."""
   for name, x in (("query", query), ("key", key), ("value", value)):
     _checks.check_rank(x, 4, name, "[batch, seq, heads, head_dim]")
     _checks.check_floating(x, name)
@@ -75,12 +95,49 @@ def validate_attention_args(query, key, value, mask, sinks, scale):
   return B, T, N, S, K, H, scale
 
 
-def _valid_mask(mask, causal, B, N, T, S):
-  """Boolean [B|1, N|1, T, S] mask combining `mask` and causality, or None."""
+def _seq_lengths(lengths, B, name):
+  if lengths is None:
+    return None
+  lengths = jnp.asarray(lengths)
+  if not jnp.issubdtype(lengths.dtype, jnp.integer) or lengths.shape != (B,):
+    raise ValueError(f"{name} must be an integer array of shape [batch]=({B},), got "
+                     f"{lengths.dtype} {tuple(lengths.shape)}")
+  return lengths
+
+
+def _window(local_window_size):
+  """int w -> (w, w); (left, right) non-negative ints; None stays None."""
+  if local_window_size is None:
+    return None
+  w = local_window_size
+  if isinstance(w, int) and not isinstance(w, bool):
+    w = (w, w)
+  if (not isinstance(w, (tuple, list)) or len(w) != 2
+      or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in w)):
+    raise ValueError(f"local_window_size must be a non-negative int or a (left, right) pair of them, "
+                     f"got {local_window_size!r}")
+  return tuple(w)
+
+
+def _valid_mask(mask, causal, B, N, T, S, q_lengths=None, kv_lengths=None, window=None):
+  """Boolean [B|1, N|1, T|1, S|1] mask combining `mask`, causality (top-left aligned), a local
+  window (key j visible to query i iff i - left <= j <= i + right), and sequence lengths (as
+  jax.nn: query i < q_len[b], key j < kv_len[b]); None when nothing masks."""
   valid = None if mask is None else _as_4d_mask(mask, B, N, T, S)
+
+  def add(m):
+    nonlocal valid
+    valid = m if valid is None else jnp.logical_and(valid, m)
+
+  t, s = jnp.arange(T)[:, None], jnp.arange(S)[None, :]
   if causal:
-    causal_TS = jnp.arange(S)[None, :] <= jnp.arange(T)[:, None]
-    valid = causal_TS if valid is None else jnp.logical_and(valid, causal_TS)
+    add((s <= t)[None, None])
+  if window is not None:
+    add(((t <= s + window[0]) & (t >= s - window[1]))[None, None])
+  if q_lengths is not None:
+    add((jnp.arange(T)[None, :] < q_lengths[:, None])[:, None, :, None])
+  if kv_lengths is not None:
+    add((jnp.arange(S)[None, :] < kv_lengths[:, None])[:, None, None, :])
   return valid
 
 
@@ -92,23 +149,47 @@ def _resolve_normalizer(normalizer, sinks, N):
   return norm.with_sinks(sinks_N1)
 
 
-def attention_weights(query, key, *, normalizer="softmax1", mask=None, causal=False, sinks=None,
-                      scale=None):
-  """Attention probabilities [B, N, T, S] (float32) exactly as the "reference" path uses them."""
-  B, T, N, S, K, H, scale = validate_attention_args(query, key, key, mask, sinks, scale)
-  norm = _resolve_normalizer(normalizer, sinks, N)
+def _deprecated_causal(causal, is_causal, fn):
+  if causal is None:
+    return is_causal
+  warnings.warn(f"{fn}(causal=...) is deprecated; use is_causal=... (the jax.nn name)",
+                DeprecationWarning, stacklevel=3)
+  return bool(causal) or bool(is_causal)
+
+
+def _probs(query, key, norm, bias4, valid, sinks, scale):
+  """[B, N, T, S] float32 probabilities: norm(scale * q . k + bias, where=valid)."""
+  B, T, N, H = query.shape
+  S, K = key.shape[1], key.shape[2]
+  norm = _resolve_normalizer(norm, sinks, N)
   q_BTKGH = query.reshape(B, T, K, N // K, H)
   logits = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, key, preferred_element_type=jnp.float32)
   logits_BNTS = logits.reshape(B, N, T, S) * scale
-  valid = _valid_mask(mask, causal, B, N, T, S)
+  if bias4 is not None:
+    logits_BNTS = logits_BNTS + bias4.astype(jnp.float32)
   return norm(logits_BNTS, axis=-1, where=valid).astype(jnp.float32)
 
 
-def _reference_attention(query, key, value, normalizer, mask, causal, sinks, scale):
+def attention_weights(query, key, bias=None, mask=None, *, normalizer="softmax1", is_causal=False,
+                      sinks=None, scale=None, query_seq_lengths=None, key_value_seq_lengths=None,
+                      local_window_size=None, causal=None):
+  """Attention probabilities [B, N, T, S] (float32; [N, T, S] for 3-D inputs) exactly as the
+  "reference" path of `dot_product_attention` uses them (same arguments)."""
+  is_causal = _deprecated_causal(causal, is_causal, "attention_weights")
+  query, key, _, was_3d = _as_4d(query, key, key)
+  B, T, N, S, K, H, scale = validate_attention_args(query, key, key, mask, sinks, scale)
+  bias4 = None if bias is None else _as_4d_bias(bias, B, N, T, S)
+  valid = _valid_mask(mask, is_causal, B, N, T, S, _seq_lengths(query_seq_lengths, B, "query_seq_lengths"),
+                      _seq_lengths(key_value_seq_lengths, B, "key_value_seq_lengths"),
+                      _window(local_window_size))
+  p = _probs(query, key, get_normalizer(normalizer), bias4, valid, sinks, scale)
+  return p[0] if was_3d else p
+
+
+def _reference_attention(query, key, value, norm, bias4, valid, sinks, scale):
   B, T, N, H = query.shape
   K = key.shape[2]
-  p_BNTS = attention_weights(query, key, normalizer=normalizer, mask=mask, causal=causal,
-                             sinks=sinks, scale=scale)
+  p_BNTS = _probs(query, key, norm, bias4, valid, sinks, scale)
   p_BKGTS = p_BNTS.reshape(B, K, N // K, T, -1)
   out = jnp.einsum("bkgts,bskh->btkgh", p_BKGTS, value.astype(jnp.float32))
   return out.reshape(B, T, N, value.shape[-1]).astype(query.dtype)
@@ -176,37 +257,94 @@ def check_implementation(normalizer, implementation) -> None:
                      f"softplus, stablemax, softpick; use 'reference' for normalizer {norm.spec!r}")
 
 
-def dot_product_attention(query, key, value, *, normalizer="softmax1", mask=None, causal=False,
-                          sinks=None, scale=None, implementation="reference", block_k=None):
-  """Multi-head attention with a normalizer from the registry (default Softmax_1).
+def _check_combination(implementation, bias, mask4, window):
+  """What each path supports beyond the reference: ValueError naming the path and the argument."""
+  if implementation == "reference":
+    return
+  if bias is not None:
+    raise ValueError(f"implementation {implementation!r} does not take bias=; only 'reference' "
+                     "(or 'xla', or None, which picks it) adds a bias to the logits")
+  if implementation in FUSED:
+    if window is not None:
+      raise ValueError(f"implementation {implementation!r} does not take local_window_size=; use "
+                       "'reference' or 'blockwise' (or None)")
+    if mask4 is not None and (mask4.shape[1] != 1 or mask4.shape[2] != 1):
+      raise ValueError(f"implementation {implementation!r} takes only key-padding masks "
+                       f"broadcastable to [B, 1, 1, S] (plus is_causal / sequence lengths); got mask "
+                       f"of shape {tuple(mask4.shape)}: use 'reference' or 'blockwise' (or None)")
+
+
+def dot_product_attention(query, key, value, bias=None, mask=None, *, scale=None, is_causal=False,
+                          query_seq_lengths=None, key_value_seq_lengths=None, local_window_size=None,
+                          implementation=None, normalizer="softmax1", sinks=None, block_k=None,
+                          causal=None):
+  """Multi-head attention with `jax.nn.dot_product_attention`'s arguments and a normalizer from the
+  registry (default Softmax_1: a zero sink logit, rows sum to < 1).
+
+  With normalizer="softmax" this equals `jax.nn.dot_product_attention` (f32 to ~1e-6) except for a
+  row with no visible key: jax.nn averages all values there, this library returns 0 (a row past
+  `query_seq_lengths` is 0 in both).
 
   Args:
-    query: [B, T, N, H] float.
-    key, value: [B, S, K, H] float, K divides N (grouped-query attention).
+    query: [B, T, N, H] (or [T, N, H]) float.
+    key, value: [B, S, K, H] (or [S, K, H]) float, K divides N (grouped-query attention).
+    bias: float, broadcastable to [B, N, T, S], added to the scaled logits ("reference" path only).
+    mask: broadcastable to [B, N, T, S]; bool (True = attend) or numeric (non-zero = attend, so
+      Flax's `make_causal_mask` output works); an additive 0 / -inf mask is refused (use `bias=`).
+    scale: logit scale, default 1 / sqrt(H).
+    is_causal: key j is visible to query i iff j <= i (top-left aligned, as jax.nn).
+    query_seq_lengths, key_value_seq_lengths: int [B]; queries / keys at or past the length are
+      padding; output rows past the query length are 0 (as jax.nn).
+    local_window_size: w or (left, right): key j visible to query i iff i - left <= j <= i + right.
+    implementation: "reference" (alias "xla"; XLA, materialises scores, takes every argument),
+      "blockwise", "pallas", "cudnn", "splash" (see the module docstring), or None: the best for the
+      platform that supports the call (`bias` -> "reference"; non key-padding masks or a local
+      window -> not the fused kernels).
     normalizer: spec string or `Normalizer` ("softmax", "softmax1", "softmax_n:N", "clipped:G:Z",
       "sigmoid", "softplus", "stablemax", "softpick", ...).
-    mask: boolean, broadcastable to [B, N, T, S]; True = attend.
-    causal: key j is visible to query i iff j <= i (top-left aligned, as jax.nn).
     sinks: optional per-head sink logits [N] (or a scalar); overrides the normalizer's sink, so
       sinks=0 is softmax1 whatever the normalizer of the sink family. Differentiable.
-    scale: logit scale, default 1 / sqrt(H).
-    implementation: see the module docstring.
     block_k: key block size of the "blockwise" (default min(512, S)) and fused paths (default 128).
+    causal: deprecated alias of `is_causal`.
   Returns:
-    [B, T, N, H] in query's dtype.
+    [B, T, N, H] (or [T, N, H]) in query's dtype.
   """
+  is_causal = _deprecated_causal(causal, is_causal, "dot_product_attention")
+  query, key, value, was_3d = _as_4d(query, key, value)
   B, T, N, S, K, H, scale = validate_attention_args(query, key, value, mask, sinks, scale)
   if implementation not in IMPLEMENTATIONS:
     raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+  if implementation == "xla":
+    implementation = "reference"
   norm = get_normalizer(normalizer)
   if sinks is not None and norm.kind != "sink":
     raise ValueError(f"sinks are only defined for the softmax/sink family, not normalizer {norm.spec!r}")
   check_implementation(norm, implementation)
-  mask4 = None if mask is None else _as_4d_mask(mask, B, N, T, S)
+  bias4 = None if bias is None else _as_4d_bias(bias, B, N, T, S)
+  q_len = _seq_lengths(query_seq_lengths, B, "query_seq_lengths")
+  kv_len = _seq_lengths(key_value_seq_lengths, B, "key_value_seq_lengths")
+  window = _window(local_window_size)
+  # Everything but causality as one boolean mask (causality stays a flag: the kernels skip blocks).
+  mask4 = _valid_mask(mask, False, B, N, T, S, None, kv_len, window)
   if implementation is None:
-    implementation = select_implementation(norm, shape=(B, T, N, S, H), mask=mask4)
+    if bias4 is not None:
+      implementation = "reference"
+    else:
+      implementation = select_implementation(norm, shape=(B, T, N, S, H), mask=mask4)
+  _check_combination(implementation, bias4, mask4, window)
   if implementation == "reference":
-    return _reference_attention(query, key, value, norm, mask, causal, sinks, scale)
+    valid = _valid_mask(mask4, is_causal, B, N, T, S, q_len)
+    out = _reference_attention(query, key, value, norm, bias4, valid, sinks, scale)
+  else:
+    out = _kernel_attention(query, key, value, norm, mask4, is_causal, sinks, scale, implementation,
+                            block_k)
+  if q_len is not None:  # rows past the query length are 0, as in jax.nn
+    out = jnp.where((jnp.arange(T)[None, :] < q_len[:, None])[:, :, None, None], out, 0)
+  return out[0] if was_3d else out
+
+
+def _kernel_attention(query, key, value, norm, mask4, causal, sinks, scale, implementation, block_k):
+  N = query.shape[2]
   if norm.kind != "sink":  # "blockwise" with an elementwise / l1 normalizer
     return blockwise_alternative_attention(query, key, value, norm, mask=mask4, causal=causal,
                                            scale=scale, block_k=block_k)

@@ -1,8 +1,12 @@
-"""Attention normalizers: softmax, Softmax_1, sink softmax, clipped softmax (DESIGN §3).
+"""Attention normalizers: softmax, Softmax_1, sink softmax, clipped softmax (docs/math.md).
 
-All functions normalise over `axis` and take an optional boolean `where` (True = valid entry,
-broadcastable to `x`); masked entries get probability exactly 0. Low-precision inputs (bf16, f16)
-are computed in float32 and cast back, so a fully masked row or extreme logits never produce NaN.
+All functions normalise over `axis` and take an optional `where` (True = valid entry,
+broadcastable to `x`; the library's one mask rule, `_checks.as_bool_mask`: boolean, or numeric with
+non-zero = valid; an additive 0 / -inf mask is refused); masked entries get probability exactly 0.
+Low-precision inputs (bf16, f16) are computed in float32 and cast back, so a fully masked row or
+extreme logits never produce NaN. Empty inputs give empty outputs: a row over 0 entries is an empty
+row, and a log-sum-exp over 0 entries is the sink alone (log(exp(s) + 0) = s; 0 for Softmax_1).
+Scalar parameters (sink, gamma, zeta) are checked when their values are known (not under jit).
 
 Sink softmax with sink logit s:   p_i = exp(x_i) / (exp(s) + sum_j exp(x_j)).
   s = 0 is Softmax_1 ("attention is off by one"), s = log n is softmax_n, s = -inf is softmax.
@@ -30,10 +34,15 @@ def _prepare(x, axis, where):
   _checks.check_floating(x, "x")
   axis = _checks.normalize_axis(axis, x.ndim, "axis")
   if where is not None:
-    where = jnp.asarray(where)
+    where = _checks.as_bool_mask(where, "where")
     _checks.check_broadcastable(where.shape, x.shape, "where", "x")
-    where = jnp.broadcast_to(where.astype(bool), x.shape)
+    where = jnp.broadcast_to(where, x.shape)
   return x, axis, where
+
+
+def _check_sink(sink):
+  # -inf is plain softmax; +inf would take all the mass (every probability 0) and NaN poisons all.
+  _checks.check_param(sink, "sink", lambda v: (v < jnp.inf), "a real number or -inf (no sink)")
 
 
 def _sink_keepdims(sink, x_shape, axis, name="sink"):
@@ -52,7 +61,8 @@ def _stable_probs(x, sink, axis, where):
   """Sink-softmax probabilities in the stable form; `sink` keepdims-shaped, may be -inf (no sink)."""
   if where is not None:
     x = jnp.where(where, x, -jnp.inf)
-  m = jnp.max(x, axis=axis, keepdims=True)
+  # initial=-inf: a row over 0 entries (x.shape[axis] == 0) has max -inf, not a reduction error.
+  m = jnp.max(x, axis=axis, keepdims=True, initial=-jnp.inf)
   m = lax.stop_gradient(jnp.maximum(m, sink))
   # A fully masked row with no sink has m = -inf: shift by 0 instead so exp() sees -inf, not NaN.
   m = jnp.where(jnp.isfinite(m), m, 0.0)
@@ -133,6 +143,7 @@ def softmax_with_sink(x, sink, axis: int = -1, where=None):
     axis, where: as in `softmax1`.
   """
   x, axis, where = _prepare(x, axis, where)
+  _check_sink(sink)
   ct = _compute_dtype(x.dtype)
   sink = _sink_keepdims(sink, x.shape, axis).astype(ct)
   return _sink_softmax(x.astype(ct), sink, where, axis).astype(x.dtype)
@@ -141,12 +152,14 @@ def softmax_with_sink(x, sink, axis: int = -1, where=None):
 def logsumexp_with_sink(x, sink, axis: int = -1, where=None):
   """log(exp(sink) + sum_j exp(x_j)) over `axis` (reduced shape); its gradient in x is the sink softmax."""
   x, axis, where = _prepare(x, axis, where)
+  _check_sink(sink)
   ct = _compute_dtype(x.dtype)
   sink = _sink_keepdims(sink, x.shape, axis).astype(ct)
   xc = x.astype(ct)
   if where is not None:
     xc = jnp.where(where, xc, -jnp.inf)
-  m = lax.stop_gradient(jnp.maximum(jnp.max(xc, axis=axis, keepdims=True), sink))
+  m = jnp.max(xc, axis=axis, keepdims=True, initial=-jnp.inf)  # -inf over 0 entries
+  m = lax.stop_gradient(jnp.maximum(m, sink))
   m = jnp.where(jnp.isfinite(m), m, 0.0)
   s = jnp.exp(sink - m) + jnp.sum(jnp.exp(xc - m), axis=axis, keepdims=True)
   out = jnp.squeeze(m + jnp.log(s), axis)
@@ -160,10 +173,11 @@ def logsumexp1(x, axis: int = -1, where=None):
 
 
 def _check_clip_params(gamma, zeta):
-  if isinstance(gamma, (int, float)) and gamma > 0:
-    raise ValueError(f"gamma must be <= 0 (stretch below zero), got gamma={gamma}")
-  if isinstance(zeta, (int, float)) and zeta < 1:
-    raise ValueError(f"zeta must be >= 1 (stretch above one), got zeta={zeta}")
+  # Finite too: gamma = -inf or zeta = inf make (zeta - gamma) p + gamma inf - inf = NaN (or all 1).
+  _checks.check_param(gamma, "gamma", lambda v: (v <= 0) & (v > -jnp.inf),
+                      "finite and <= 0 (stretch below zero)")
+  _checks.check_param(zeta, "zeta", lambda v: (v >= 1) & (v < jnp.inf),
+                      "finite and >= 1 (stretch above one)")
 
 
 def _clip(p, gamma, zeta, where):

@@ -22,12 +22,14 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from outeffhop_jax.ops import _checks
 from outeffhop_jax.ops import alternatives as A
 from outeffhop_jax.ops import normalizers as N
 from outeffhop_jax.ops import sparse as S
 
-VALID_SPECS = ('"softmax", "softmax1", "softmax_n:N" (N > 0) [kind sink], "clipped:GAMMA:ZETA", '
-               '"clipped1:GAMMA:ZETA" (GAMMA <= 0, ZETA >= 1) [kind clipped], "sparsemax", '
+VALID_SPECS = ('"softmax", "softmax1", "softmax_n:N" (finite N > 0) [kind sink], '
+               '"clipped:GAMMA:ZETA", "clipped1:GAMMA:ZETA" (finite GAMMA <= 0, ZETA >= 1) '
+               '[kind clipped], "sparsemax", '
                '"entmax:ALPHA" (1 < ALPHA <= 2) [kind sparse], "sigmoid", "sigmoid:B" (fixed bias B) '
                '[kind elementwise], "softplus", "stablemax", "softpick", "softpick:EPS" (EPS >= 0) '
                '[kind l1]')
@@ -76,10 +78,12 @@ def _masked_for_sparse(x, axis, where, alpha):
   max(x) - 1 / (alpha - 1) - 1 gets probability 0; -inf would break the sorted cumulative sums.
   """
   x = jnp.asarray(x)
-  where = jnp.broadcast_to(jnp.asarray(where, bool), x.shape)
+  where = _checks.as_bool_mask(where, "where")
+  _checks.check_broadcastable(where.shape, x.shape, "where", "x")
+  where = jnp.broadcast_to(where, x.shape)
   ct = jnp.promote_types(x.dtype, jnp.float32)
   xc = x.astype(ct)
-  x_max = jnp.max(jnp.where(where, xc, -jnp.inf), axis=axis, keepdims=True)
+  x_max = jnp.max(jnp.where(where, xc, -jnp.inf), axis=axis, keepdims=True, initial=-jnp.inf)
   x_max = jnp.where(jnp.isfinite(x_max), x_max, 0.0)
   low = x_max - 1.0 / (alpha - 1.0) - 2.0
   return jnp.where(where, xc, low), where
@@ -140,13 +144,16 @@ def get_normalizer(spec) -> Normalizer:
     return Normalizer("softmax1", "sink", sink=0.0)
   if name == "softmax_n":
     (n,) = _floats(spec, parts, 1)
-    if n <= 0:
-      raise ValueError(f"softmax_n needs N > 0, got {spec!r}")
+    if not 0 < n < math.inf:
+      raise ValueError(f"softmax_n needs a finite N > 0, got N={n} in {spec!r}")
     return Normalizer(f"softmax_n:{parts[0]}", "sink", sink=math.log(n))
   if name in ("clipped", "clipped1"):
     gamma, zeta = _floats(spec, parts, 2)
-    if gamma > 0 or zeta < 1:
-      raise ValueError(f"{name} needs GAMMA <= 0 and ZETA >= 1, got {spec!r}")
+    # Finite too: NaN passes neither test below silently, and -inf / inf make inf - inf = NaN.
+    if not -math.inf < gamma <= 0:
+      raise ValueError(f"{name} needs a finite GAMMA <= 0, got GAMMA={gamma} in {spec!r}")
+    if not 1 <= zeta < math.inf:
+      raise ValueError(f"{name} needs a finite ZETA >= 1, got ZETA={zeta} in {spec!r}")
     return Normalizer(spec, "clipped", gamma=gamma, zeta=zeta,
                       base_sink=0.0 if name == "clipped1" else -math.inf)
   if name == "sparsemax" and not parts:
@@ -154,14 +161,14 @@ def get_normalizer(spec) -> Normalizer:
   if name == "entmax":
     (alpha,) = _floats(spec, parts, 1)
     if not 1.0 < alpha <= 2.0:
-      raise ValueError(f"entmax needs 1 < ALPHA <= 2, got {spec!r}")
+      raise ValueError(f"entmax needs 1 < ALPHA <= 2, got ALPHA={alpha} in {spec!r}")
     return Normalizer(spec, "sparse", alpha=alpha)
   if name == "sigmoid":
     if not parts:
       return Normalizer("sigmoid", "elementwise", score="sigmoid")
     (bias,) = _floats(spec, parts, 1)
     if not math.isfinite(bias):
-      raise ValueError(f"sigmoid:B needs a finite bias B, got {spec!r}")
+      raise ValueError(f"sigmoid:B needs a finite bias B, got B={bias} in {spec!r}")
     return Normalizer(f"sigmoid:{parts[0]}", "elementwise", score="sigmoid", bias=bias)
   if name in ("softplus", "stablemax") and not parts:
     return Normalizer(name, "l1", score=name)
@@ -170,6 +177,6 @@ def get_normalizer(spec) -> Normalizer:
       return Normalizer("softpick", "l1", score="softpick", eps=A.SOFTPICK_EPS)
     (eps,) = _floats(spec, parts, 1)
     if not 0.0 <= eps < math.inf:
-      raise ValueError(f"softpick:EPS needs a finite EPS >= 0, got {spec!r}")
+      raise ValueError(f"softpick:EPS needs a finite EPS >= 0, got EPS={eps} in {spec!r}")
     return Normalizer(f"softpick:{parts[0]}", "l1", score="softpick", eps=eps)
   raise ValueError(f"unknown normalizer spec {spec!r}; valid forms: {VALID_SPECS}")

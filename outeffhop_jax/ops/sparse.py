@@ -123,19 +123,24 @@ def entmax(x, alpha, axis: int = -1):
     alpha: scalar or array broadcastable to x's shape with `axis` removed; differentiable (the
       learnable-alpha generalized sparse Hopfield layers train it).
     axis: axis to normalise over.
-  Returns probabilities on the simplex with exact zeros, x's shape and dtype.
+  Returns probabilities on the simplex with exact zeros, x's shape and dtype (empty for an
+  empty `axis`).
   """
   x = jnp.asarray(x)
   _checks.check_floating(x, "x")
   axis = _checks.normalize_axis(axis, x.ndim)
-  if isinstance(alpha, (int, float)) and not 1.0 < alpha <= 2.0:
-    raise ValueError(f"alpha must satisfy 1 < alpha <= 2, got alpha={alpha}")
+  # Scalars and concrete arrays (a learned alpha in eager code); a traced alpha is not checked.
+  _checks.check_param(alpha, "alpha", lambda v: (v > 1.0) & (v <= 2.0), "in (1, 2] (entmax)")
   ct = jnp.promote_types(x.dtype, jnp.float32)
+  if x.shape[axis] == 0:
+    return x  # a row over 0 entries is an empty row
   x_last = _to_last(x, axis).astype(ct)
   alpha = jnp.asarray(alpha, ct)
   reduced = x_last.shape[:-1]
   _checks.check_broadcastable(alpha.shape, reduced, "alpha", f"the reduced shape {reduced}")
   alpha_k = jnp.broadcast_to(alpha, reduced)[..., None]
+  # Inside jax.shard_map the custom_vjp's alpha cotangent varies like x: alpha must too.
+  alpha_k = _checks.vary_like(alpha_k, x_last)
   out = _entmax_last(x_last, alpha_k)
   return jnp.moveaxis(out, -1, axis).astype(x.dtype)
 

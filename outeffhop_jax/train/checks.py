@@ -3,31 +3,27 @@ from __future__ import annotations
 
 import math
 
-from outeffhop_jax.train import config_lib, sharding, tasks
+from outeffhop_jax.train import families, sharding
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
 def validate(config, num_devices: int, num_processes: int = 1) -> tuple[int, int, int]:
   """Raises ValueError("config.<field>: ...") on a bad value; returns the resolved mesh shape."""
-  if config.family not in tasks.FAMILIES:
-    raise ValueError(f"config.family: unknown {config.family!r} (one of {sorted(tasks.FAMILIES)})")
-  if config.variant not in config_lib.VARIANTS:
-    raise ValueError(f"config.variant: unknown {config.variant!r} (one of {config_lib.VARIANTS})")
+  family = families.get(config.family)
+  if config.variant not in family.variants:
+    raise ValueError(f"config.variant: unknown {config.variant!r} (one of {family.variants})")
   _positive(config, "train.num_steps", "train.global_batch_size", "train.log_every",
-            "train.checkpoint_every")
-  if config.family != "vit":
-    _positive(config, "data.seq_len")
-  else:
-    _positive(config, "data.image_size", "data.num_channels")
+            "train.checkpoint_every", *family.positive_fields)
   if config.train.compute_dtype not in _DTYPES:
     raise ValueError(f"config.train.compute_dtype: {config.train.compute_dtype!r} not in {_DTYPES}")
   if config.train.eval_every < 0:
     raise ValueError("config.train.eval_every: must be >= 0 (0 = only at the end)")
-  if not (config.data.dataset == "embedded" or config.data.dataset.startswith("tfds:")
-          or (config.family == "stanhop" and config.data.dataset.startswith("csv:"))):
-    raise ValueError(f"config.data.dataset: {config.data.dataset!r} is neither 'embedded' nor "
-                     "'tfds:NAME'")
+  if not any(config.data.dataset == p or (p.endswith(":") and config.data.dataset.startswith(p))
+             for p in family.dataset_prefixes):
+    names = ", ".join(f"'{p}NAME'" if p.endswith(":") else f"'{p}'"
+                      for p in family.dataset_prefixes)
+    raise ValueError(f"config.data.dataset: {config.data.dataset!r} is none of {names}")
   if config.optimizer.learning_rate <= 0:
     raise ValueError("config.optimizer.learning_rate: must be > 0")
   if config.optimizer.warmup_steps < 0:

@@ -2,13 +2,19 @@
 
 A config has these sections (every field can be overridden on the command line,
 e.g. `--config.train.num_steps=100 --config.mesh.fsdp=2`):
-  family, variant, model_preset   which model (opt | bert | vit), attention variant, model preset
+  family, variant, model_preset   which model (opt | bert | vit | stanhop), attention variant,
+                                  model preset
   model       overrides for `XConfig.from_preset(model_preset, **model)` (the frozen dataclass)
   data        dataset ("embedded" | "tfds:NAME"), splits, tokenizer, sequence length / image size
   train       steps, batch, seed, logging / eval / checkpoint cadence, compute dtype
   optimizer   AdamW, schedule, clipping
   mesh        data, fsdp, tensor sizes (one may be -1: all remaining devices)
   distributed jax.distributed.initialize() switch and its optional arguments
+
+The fields that follow from the variant (normalizer, gate, gate_init; clipped softmax's gamma from
+data.seq_len) stay unset (None) in `model`: they are resolved when the run's model config is built
+(`train.input.resolved_model_config`), after command-line overrides, so `--config.variant=gated`
+or `--config.data.seq_len=64` change them. A field set explicitly in `model` wins.
 """
 from __future__ import annotations
 
@@ -29,7 +35,7 @@ OUTPUT_GATE, OUTPUT_GATE_INIT = "output_elementwise", 0.5
 
 # Clipped softmax stretch (Bondarenko et al.): zeta = 1 and gamma < 0. OPT uses gamma = -alpha / T
 # with alpha = 12 (gamma = -12/512 at the paper's block of 512); BERT a fixed gamma = -0.025.
-# ViT: the papers' exact gamma is not in REFERENCE_RESULTS.md; -0.003 is this project's default.
+# ViT: the papers do not state their gamma; -0.003 is this project's default.
 CLIP_ALPHA_OPT = 12.0
 # STanHop-Net's gamma is this project's choice for its short segment sequences (8-28 keys): the BERT
 # value of Bondarenko et al.
@@ -38,8 +44,12 @@ GATE_KIND = {"opt": "linear", "vit": "linear", "bert": "mlp", "stanhop": "linear
 GATE_INIT = 0.25
 
 
+# Families whose gamma scales with the sequence length: gamma = -alpha / seq_len.
+CLIP_ALPHA = {"opt": CLIP_ALPHA_OPT}
+
+
 def clip_gamma(family: str, seq_len: int) -> float:
-  return -CLIP_ALPHA_OPT / seq_len if family == "opt" else CLIP_GAMMA[family]
+  return -CLIP_ALPHA[family] / seq_len if family in CLIP_ALPHA else CLIP_GAMMA[family]
 
 
 def variant_overrides(family: str, variant: str, seq_len: int) -> dict:
@@ -62,12 +72,32 @@ def variant_overrides(family: str, variant: str, seq_len: int) -> dict:
   return out
 
 
-def base_config(family: str, variant: str, model_preset: str) -> ml_collections.ConfigDict:
+# config.model fields that follow from the variant unless set explicitly (None = unset).
+VARIANT_FIELDS = ("normalizer", "gate", "gate_init", "learn_alpha")
+
+
+def explicit_model_fields(config) -> dict:
+  """config.model as a dict, without the variant's fields left unset (None)."""
+  return {k: v for k, v in dict(config.model).items()
+          if not (k in VARIANT_FIELDS and v is None)}
+
+
+def base_config(family: str, variant: str, model_preset: str,
+                variants: tuple[str, ...] = VARIANTS) -> ml_collections.ConfigDict:
+  """The defaults of every config; `variant` must be one of `variants` (checked here, so that a
+  misspelt ":variant" fails when the config is loaded)."""
+  if variant not in variants:
+    raise ValueError(f"config variant: unknown {variant!r} (one of {variants})")
   c = ml_collections.ConfigDict()
   c.family = family
   c.variant = variant
   c.model_preset = model_preset
-  c.model = ml_collections.ConfigDict()  # filled by the preset file, then variant_overrides
+  c.model = ml_collections.ConfigDict()  # explicit model fields; the variant's resolve later
+  # The variant's fields, unset (None: from the variant) but there to be set explicitly on the
+  # command line (--config.model.normalizer=...), which then wins over the variant.
+  c.model.normalizer = config_dict.placeholder(str)
+  c.model.gate = config_dict.placeholder(str)
+  c.model.gate_init = config_dict.placeholder(float)
 
   c.data = ml_collections.ConfigDict()
   c.data.dataset = "embedded"
@@ -137,6 +167,55 @@ def parse_arg(arg: str | None, default_variant: str = "softmax1") -> str:
 
 
 def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Applies the variant to the model section; call last in a preset's get_config."""
-  c.model.update(variant_overrides(c.family, c.variant, c.data.seq_len))
+  """Returns `c` unchanged (kept for preset files that still call it).
+
+  The variant used to be applied here, before command-line overrides, which then could not change
+  it; it is now resolved with the model config (`variant_overrides`, called by
+  `train.input.resolved_model_config`).
+  """
+  return c
+
+
+# ---- Forecasting (STanHop-Net) configs: configs/stanhop_*.py --------------------------------
+
+# The OutEffHop study's variants (VARIANTS, with the "stanhop" clipping gamma and gate) on the
+# Hopfield layers; vanilla = softmax. "gsh" is STanHop's own generalized sparse Hopfield (entmax,
+# learnable alpha from 1.5), run with the vanilla options otherwise.
+FORECASTING_EXTRA_VARIANTS = {"gsh": ("vanilla", "entmax:1.5", True),
+                              "sparsemax": ("vanilla", "sparsemax", False)}
+
+
+def forecasting_variant_overrides(variant: str) -> tuple[str, dict]:
+  """(base variant, model overrides) for a forecasting variant or one of the extra ones."""
+  if variant in FORECASTING_EXTRA_VARIANTS:
+    base, norm, learn = FORECASTING_EXTRA_VARIANTS[variant]
+    return base, {"normalizer": norm, "learn_alpha": learn, "gate": "none"}
+  if variant not in VARIANTS:
+    raise ValueError(f"config variant: unknown {variant!r} (one of "
+                     f"{VARIANTS + tuple(FORECASTING_EXTRA_VARIANTS)})")
+  # seq_len only matters for OPT's length-scaled clipping.
+  return variant, {"learn_alpha": False, "gate": "none",
+                   **variant_overrides("stanhop", variant, seq_len=0)}
+
+
+def forecasting_config(arg, model_preset: str) -> ml_collections.ConfigDict:
+  """base_config for family "stanhop" with the forecasting data fields.
+
+  The variant (one of VARIANTS or FORECASTING_EXTRA_VARIANTS) is resolved into model fields when
+  the model config is built, after command-line overrides.
+  """
+  c = base_config("stanhop", parse_arg(arg, "softmax1"), model_preset=model_preset,
+                  variants=VARIANTS + tuple(FORECASTING_EXTRA_VARIANTS))
+  c.model.learn_alpha = config_dict.placeholder(bool)  # GSH's learnable alpha: from the variant
+  c.data.dataset = "embedded"  # or "csv:/path/ETTh1.csv"
+  c.data.split_rule = "auto"  # auto | ett_hour | ett_minute | ratio
+  c.data.columns = ()  # series to read (empty: every column but the date)
+  c.train.tensorboard = False
+  return c
+
+
+def forecasting_finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Keeps data.seq_len (checked by the training system) equal to the model's in_len."""
+  if "in_len" in c.model:
+    c.data.seq_len = int(c.model.in_len)
   return c

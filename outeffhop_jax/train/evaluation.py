@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Any, Iterable
 
@@ -21,6 +20,7 @@ from flax import nnx
 
 from outeffhop_jax import data
 from outeffhop_jax.train import checkpoint as checkpoint_lib
+from outeffhop_jax.train import families
 from outeffhop_jax.train import input as input_lib
 from outeffhop_jax.train import setup as setup_lib
 
@@ -42,10 +42,7 @@ def summarize(totals: dict[str, float], task_name: str) -> dict[str, float]:
   weight = max(totals["weight"], 1.0)
   out = {"loss": totals["loss_sum"] / weight, "accuracy": totals["correct"] / weight,
          "count": totals["weight"]}
-  if task_name in ("causal_lm", "masked_lm"):
-    out["perplexity"] = math.exp(min(out["loss"], 700.0))
-  if task_name == "forecasting":  # loss_sum: squared errors, correct: absolute errors
-    out.update(mse=out["loss"], mae=out["accuracy"])
+  out.update(families.for_task(task_name).summary(out))  # perplexity; forecasting: mse, mae
   return out
 
 
@@ -91,8 +88,14 @@ class LoadedRun:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The run's config from workdir/config.json; its recorded "model_config" (every field of the
+  model that was built) becomes config.model, so the rebuilt model is the trained one."""
   with open(os.path.join(workdir, "config.json")) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    stored = json.load(f)
+  model_cfg = stored.pop("model_config", None)
+  if model_cfg is not None:
+    stored["model"] = model_cfg
+  return ml_collections.ConfigDict(stored)
 
 
 def load_from_workdir(workdir: str, step: int | None = None, *, mesh=None,
@@ -111,17 +114,10 @@ def load_from_workdir(workdir: str, step: int | None = None, *, mesh=None,
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"), save_every=1, keep=0,
                                      async_save=False)
   try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no complete checkpoint under {workdir}/checkpoints")
-    state = ckpt.restore(setup.abstract_state, step=step)
+    # step None: the newest checkpoint that restores (a damaged newer one is skipped, warned).
+    state, step = ckpt.restore_step(setup.abstract_state, step=step)
   finally:
     ckpt.close()
   rest = setup_lib.fresh_rest(setup)
   model = nnx.merge(setup.graphdef, state["params"], rest)
   return LoadedRun(model, config, setup.model_cfg, setup.task, setup.tokenizer, int(step))
-
-
-def config_to_json(config) -> str:
-  return config.to_json_best_effort(indent=1, sort_keys=True)
-

@@ -1,17 +1,19 @@
-"""Config -> tokenizer, model config and grain pipelines (the glue between `data` and the loop)."""
-from __future__ import annotations
+"""Config -> tokenizer, model config and grain pipelines (the glue between `data` and the loop).
 
-import dataclasses
-import math
+What differs between families (model config, datasets, eval split size) is asked of the family
+of config.family (`families.get`).
+"""
+from __future__ import annotations
 
 import jax
 
 from outeffhop_jax import data
-from outeffhop_jax.train import tasks
+from outeffhop_jax.train import families
 
 
 def is_text(config) -> bool:
-  return config.family in ("opt", "bert")
+  """Batches of config's family are rows of tokens (tokenizer, tokens/s)."""
+  return families.get(config.family).text
 
 
 def tokenizer_for(config):
@@ -19,55 +21,16 @@ def tokenizer_for(config):
 
 
 def resolved_model_config(config, tokenizer=None):
-  """`XConfig.from_preset(model_preset, **model)` with the fields the data dictates filled in.
+  """`XConfig.from_preset(model_preset, **fields)`: what the data dictates, then the variant's
+  fields, then the fields set explicitly in config.model (which win), checked against the data.
 
   Text: vocab_size = tokenizer vocab rounded up to data.pad_vocab_to, max_len = the sequence
   length the model reads, pad_token_id = the tokenizer's. Images: image_size and num_channels.
-  compute_dtype other than float32 sets the model's compute `dtype` (parameters stay float32).
-  Values set explicitly in config.model win, and are then checked against the data.
+  Forecasting: n_series from the data. compute_dtype other than float32 sets the model's compute
+  `dtype` (parameters stay float32). The variant sets normalizer / gate / gate_init
+  (`config_lib.variant_overrides`; clipped softmax's gamma from data.seq_len).
   """
-  if config.family == "stanhop":
-    return _forecasting().resolved_model_config(config)
-  auto = {}
-  if is_text(config):
-    multiple = max(int(config.data.pad_vocab_to or 1), 1)
-    auto["vocab_size"] = math.ceil(tokenizer.vocab_size / multiple) * multiple
-    auto["max_len"] = int(config.data.seq_len)
-    auto["pad_token_id"] = int(tokenizer.pad_id)
-  else:
-    auto["image_size"] = int(config.data.image_size)
-    auto["num_channels"] = int(config.data.num_channels)
-  if config.train.compute_dtype not in (None, "float32"):
-    auto["dtype"] = config.train.compute_dtype
-  _, config_cls = tasks._classes(config.family)
-  fields = {f.name for f in dataclasses.fields(config_cls)}
-  overrides = {k: v for k, v in auto.items() if k in fields}
-  overrides.update(dict(config.model))
-  unknown = sorted(set(config.model) - fields)
-  if unknown:
-    raise ValueError(f"config.model: {config_cls.__name__} has no field(s) {unknown}; "
-                     f"fields: {sorted(fields)}")
-  try:
-    model_cfg = config_cls.from_preset(config.model_preset, **overrides)
-  except ValueError as e:
-    raise ValueError(f"config.model / config.model_preset: {e}") from None
-  _check_against_data(config, model_cfg, tokenizer)
-  return model_cfg
-
-
-def _check_against_data(config, model_cfg, tokenizer):
-  if is_text(config):
-    if config.data.seq_len > model_cfg.max_len:
-      raise ValueError(f"config.data.seq_len ({config.data.seq_len}) is longer than the model's "
-                       f"positions (config.model.max_len = {model_cfg.max_len})")
-    if model_cfg.vocab_size < tokenizer.vocab_size:
-      raise ValueError(f"config.model.vocab_size ({model_cfg.vocab_size}) is smaller than the "
-                       f"tokenizer's vocabulary ({tokenizer.vocab_size})")
-  else:
-    for name in ("image_size", "num_channels"):
-      if getattr(model_cfg, name) != config.data[name]:
-        raise ValueError(f"config.model.{name} ({getattr(model_cfg, name)}) != "
-                         f"config.data.{name} ({config.data[name]})")
+  return families.get(config.family).resolve_model_config(config, tokenizer)
 
 
 def local_batch_size(global_batch: int) -> int:
@@ -105,44 +68,15 @@ def num_eval_batches(config) -> int:
   n = int(config.train.num_eval_batches)
   if n >= 0:
     return n
-  if config.family == "stanhop":
-    return _forecasting().num_eval_batches(config, eval_batch_size(config))
-  if is_text(config):
-    source = data.text_source(config.data.dataset, config.data.eval_split,
-                              data_dir=config.data.data_dir, text_key=config.data.text_key)
-    tok = tokenizer_for(config)
-    total = sum(len(tok.encode(t)) + 1 for t in source)  # EOS per document
-    rows = total // config.data.seq_len
-  else:
-    rows = len(data.image_source(config.data.dataset, config.data.eval_split,
-                                 data_dir=config.data.data_dir))
-  return max(math.ceil(rows / eval_batch_size(config)), 1)
+  return families.get(config.family).eval_batches_for_split(config, tokenizer_for(config),
+                                                            eval_batch_size(config))
 
 
 def _dataset(config, tokenizer, split: str, *, train: bool, batch_size: int):
-  d = config.data
   kwargs = _pipeline_kwargs(config, train=train, batch_size=batch_size)
-  if config.family == "stanhop":
-    return _forecasting().dataset(config, split, **kwargs)
-  if config.family == "opt":
-    source = data.text_source(d.dataset, split, data_dir=d.data_dir, text_key=d.text_key)
-    return data.text_dataset(source, tokenizer, seq_len=int(d.seq_len), add_bos=True, **kwargs)
-  if config.family == "bert":
-    # Rows of seq_len tokens: BOS + seq_len - 1 text tokens (no next-token shift for MLM).
-    source = data.text_source(d.dataset, split, data_dir=d.data_dir, text_key=d.text_key)
-    return data.text_dataset(source, tokenizer, seq_len=int(d.seq_len) - 1, add_bos=True, **kwargs)
-  source = data.image_source(d.dataset, split, data_dir=d.data_dir, image_key=d.image_key,
-                             label_key=d.label_key)
-  return data.image_dataset(source, image_size=int(d.image_size), num_channels=int(d.num_channels),
-                            augment=d.augment if train else "none", mean=d.mean, std=d.std,
-                            **kwargs)
+  return families.get(config.family).dataset(config, tokenizer, split, **kwargs)
 
 
 def seq_len_for_shapes(config) -> int:
   """Length of the `tokens` rows a batch carries (task.batch_shapes' seq_len argument)."""
   return int(config.data.seq_len)
-
-
-def _forecasting():
-  from outeffhop_jax.train import forecasting  # imports this module's neighbours lazily
-  return forecasting

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from outeffhop_jax.train import checkpoint as checkpoint_lib
-from outeffhop_jax.train import checks, evaluation
+from outeffhop_jax.train import checks, evaluation, resume
 from outeffhop_jax.train import input as input_lib
 from outeffhop_jax.train import metrics as metrics_lib
 from outeffhop_jax.train import setup as setup_lib
@@ -67,40 +67,58 @@ class _Preemption:
     return False
 
 
-def run(config, workdir: str) -> dict:
-  """Trains (or resumes) the run described by `config` in `workdir`; returns final eval metrics."""
-  # ---- Setup: distributed, validation, mesh ---------------------------------------------------
+def describe(family: str, variant: str, model_cfg) -> str:
+  """'opt/gated: normalizer softmax, gate linear (init 0.25), sinks none': what was built."""
+  gate = model_cfg.gate if model_cfg.gate == "none" else \
+      f"{model_cfg.gate} (init {model_cfg.gate_init})"
+  return (f"{family}/{variant}: normalizer {model_cfg.normalizer}, gate {gate}, "
+          f"sinks {model_cfg.sinks}")
+
+
+def run(config, workdir: str, *, allow_config_change: bool = False) -> dict:
+  """Trains (or resumes) the run described by `config` in `workdir`; returns final eval metrics.
+
+  On a workdir that holds a run, a config that differs in fields that change the run (model,
+  variant, data, optimizer) is refused before anything is written (resume.ConfigChangeError);
+  allow_config_change=True continues with the new config and records the change in
+  workdir/config_changes.jsonl.
+  """
+  # ---- Setup: distributed, validation, mesh; the resume check before any write ----------------
   maybe_initialize_distributed(config)
   checks.validate(config, jax.device_count(), jax.process_count())
   is_main = jax.process_index() == 0
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
   cfg_t = config.train
   num_steps = int(cfg_t.num_steps)
   setup = setup_lib.build(config)
-  if is_main:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(evaluation.config_to_json(config))
+  record = resume.record(config, setup.model_cfg)
+  changes = resume.check_resume(workdir, record, allow_change=allow_config_change)
+  os.makedirs(workdir, exist_ok=True)
   say = print if is_main else (lambda *a, **k: None)
-  say(f"{config.family}/{config.variant}: {setup_lib.param_count(setup.abstract_params):,} "
+  say(f"{describe(config.family, config.variant, setup.model_cfg)}; "
+      f"{setup_lib.param_count(setup.abstract_params):,} "
       f"parameters on mesh {dict(setup.mesh.shape)} ({jax.process_count()} process(es)); "
       f"{sharding.shard_report(setup.unsplit)}", flush=True)
 
-  # ---- State: restore the latest checkpoint or initialise -------------------------------------
+  # ---- State: restore the newest checkpoint that restores, or initialise ----------------------
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      save_every=cfg_t.checkpoint_every, keep=cfg_t.keep_checkpoints,
                                      async_save=cfg_t.async_checkpointing)
   train_ds = input_lib.train_dataset(config, setup.tokenizer)
   train_iter = iter(train_ds)
-  start = ckpt.latest_step()
-  if start is not None:
-    state = ckpt.restore(setup.abstract_state, train_iter)
+  if ckpt.all_steps():
+    state, restored = ckpt.restore_step(setup.abstract_state, train_iter, set_aside=True)
     rest = setup_lib.fresh_rest(setup)
-    say(f"resumed from the checkpoint at step {start} in {ckpt.directory}", flush=True)
+    say(f"resumed from the checkpoint at step {restored} in {ckpt.directory}", flush=True)
   else:
     state, rest = setup_lib.init_state(setup)
-    start = 0
   start = int(jax.device_get(state["step"]))
+  if is_main:  # written once the run is known to continue: a failed restore leaves the old one
+    resume.write_record(workdir, record)
+    if changes:
+      resume.record_changes(workdir, start, changes)
+      say(f"config changed at step {start} (allowed): " + "; ".join(
+          f"{f}: {a!r} -> {b!r}" for f, a, b in changes), flush=True)
 
   # ---- Steps ----------------------------------------------------------------------------------
   train_step = setup_lib.jit_train_step(setup)
@@ -133,7 +151,7 @@ def run(config, workdir: str) -> dict:
         raise NonFiniteLossError(
             f"non-finite loss or gradient at step {bad_step} (loss={float(m['loss'])}, "
             f"grad_norm={float(m['grad_norm'])}); stopped without checkpointing it. "
-            f"Last good checkpoint: step {ckpt.latest_step()} in {ckpt.directory}")
+            f"Last good checkpoint: step {_complete_latest(ckpt)} in {ckpt.directory}")
     fetched.extend(new)
 
   def log(step: int):
@@ -159,10 +177,15 @@ def run(config, workdir: str) -> dict:
     clock["paused"] += time.perf_counter() - t
     return out
 
+  def report_checkpoints():
+    for s in ckpt.completed_steps():  # only finished saves are reported as written
+      bar.write(f"checkpoint at step {s} written to {ckpt.directory}")
+
   def save(step: int, force: bool = False):
     if force or ckpt.should_save(step):
       check(step)  # never checkpoint a state reached through a non-finite step
       paused(ckpt.save, step, state, train_iter)
+    report_checkpoints()
 
   # ---- Loop -----------------------------------------------------------------------------------
   final = {}
@@ -190,6 +213,7 @@ def run(config, workdir: str) -> dict:
           if ckpt.latest_step() != step:
             save(step, force=True)
           ckpt.wait()
+          report_checkpoints()
           bar.write(f"preempted at step {step}: checkpoint saved, exiting")
           stopped_early = True
           break
@@ -202,12 +226,22 @@ def run(config, workdir: str) -> dict:
         writer.write(step, final, prefix="eval/")
         bar.write(_eval_line(step, final))
   finally:
-    bar.close()
-    ckpt.close()
-    writer.close()
+    try:
+      ckpt.wait()
+      report_checkpoints()
+    finally:
+      bar.close()
+      ckpt.close()
+      writer.close()
     train_iter.close()
     del train_iter
   return final
+
+
+def _complete_latest(ckpt) -> int | None:
+  """The newest checkpoint once any save in flight has finished (so it is complete)."""
+  ckpt.wait()
+  return ckpt.latest_step()
 
 
 def _tokens_per_example(config) -> int:

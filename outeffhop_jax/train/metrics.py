@@ -2,6 +2,10 @@
 
 Only process 0 writes. TensorBoard goes through tensorboardX (protobuf only, no TensorFlow); if it
 is not installed the JSON lines are still written.
+
+Every record starts on a fresh line: a run killed mid-write leaves a partial last line, and the
+next run's first record goes on the line after it. `load_metrics(workdir)` reads the records back,
+skipping damaged lines with a warning that says how many.
 """
 from __future__ import annotations
 
@@ -11,8 +15,17 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
+from tqdm import tqdm
+
+try:  # a dependency, but the JSON lines do not need it
+  from tensorboardX import SummaryWriter
+except ImportError:
+  SummaryWriter = None
+
+METRICS_FILE = "metrics.jsonl"
 
 
 class MetricWriter:
@@ -24,13 +37,16 @@ class MetricWriter:
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", buffering=1)
+    path = os.path.join(workdir, METRICS_FILE)
+    torn = _ends_without_newline(path)
+    self._jsonl = open(path, "a", buffering=1)
+    if torn:  # a partial last record (killed mid-write): keep it on its own line
+      self._jsonl.write("\n")
     if tensorboard:
-      try:
-        from tensorboardX import SummaryWriter
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
-      except ImportError:
+      if SummaryWriter is None:
         logging.warning("tensorboardX not installed: TensorBoard events are not written")
+      else:
+        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)
 
   def write(self, step: int, metrics: dict, prefix: str = ""):
     if not self.enabled:
@@ -49,6 +65,40 @@ class MetricWriter:
       self._tb.close()
 
 
+def _ends_without_newline(path: str) -> bool:
+  if not os.path.exists(path) or os.path.getsize(path) == 0:
+    return False
+  with open(path, "rb") as f:
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) != b"\n"
+
+
+def load_metrics(workdir: str) -> list[dict]:
+  """The records of workdir/metrics.jsonl in order ({"step", "time", "train/loss", ...}).
+
+  Lines that are not a JSON object with an integer "step" (a partial record from a run killed
+  mid-write, garbage) are skipped, and a warning says how many and which line numbers.
+  """
+  path = os.path.join(workdir, METRICS_FILE)
+  records, bad = [], []
+  with open(path, encoding="utf-8", errors="replace") as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        rec = json.loads(line)
+      except ValueError:
+        rec = None
+      if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+        records.append(rec)
+      else:
+        bad.append(number)
+  if bad:
+    shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+    warnings.warn(f"{path}: skipped {len(bad)} damaged line(s) (line {shown})", stacklevel=2)
+  return records
+
+
 def _scalar(v):
   v = np.asarray(v)
   return float(v) if v.dtype.kind == "f" else int(v) if v.dtype.kind in "iub" else str(v)
@@ -60,7 +110,6 @@ class ProgressBar:
   def __init__(self, total: int, initial: int, *, enabled: bool = True):
     self._bar = None
     if enabled:
-      from tqdm import tqdm
       self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
                        file=sys.stderr, disable=not sys.stderr.isatty(), smoothing=0.1)
     self._tty = bool(self._bar is not None and not self._bar.disable)

@@ -18,7 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from outeffhop_jax.train import input as input_lib
 from outeffhop_jax.train import optimizer as optimizer_lib
-from outeffhop_jax.train import sharding, step as step_lib, tasks
+from outeffhop_jax.train import families, sharding, step as step_lib
 
 
 @dataclasses.dataclass
@@ -44,14 +44,14 @@ def mesh_from_config(config, devices=None) -> Mesh:
 
 
 def _model_fn(config, model_cfg):
-  return lambda: tasks.build_model(config.family, model_cfg, int(config.train.seed))
+  return lambda: families.build_model(config.family, model_cfg, int(config.train.seed))
 
 
 def build(config, mesh: Mesh | None = None) -> Setup:
   mesh = mesh_from_config(config) if mesh is None else mesh
   tokenizer = input_lib.tokenizer_for(config)
   model_cfg = input_lib.resolved_model_config(config, tokenizer)
-  task = tasks.make_task(config, tokenizer)
+  task = families.make_task(config, tokenizer)
   graphdef, abs_params, abs_rest = nnx.split(nnx.eval_shape(_model_fn(config, model_cfg)),
                                              nnx.Param, ...)
   tx, schedule = optimizer_lib.make_optimizer(config.optimizer, int(config.train.num_steps))

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -57,7 +58,6 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
   devices = list(jax.devices() if devices is None else devices)
   shape = resolve_mesh_shape(shape, len(devices))
   # mesh_utils orders devices so the innermost axis (tensor) gets the fastest links on TPU/GPU.
-  from jax.experimental import mesh_utils
   try:
     grid = mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)
   except (ValueError, AssertionError, NotImplementedError):

@@ -1,6 +1,7 @@
 """The three training tasks: causal LM (OPT), masked LM (BERT) and image classification (ViT).
 
-A task builds its model from the config and turns (model, batch, rng) into summed statistics:
+(Forecasting's task lives with its family in forecasting.py; `families` says which family uses
+which task.) A task turns (model, batch, rng) into summed statistics:
 `loss_sum`, `weight` (number of predicted tokens / examples) and `correct`. Sums rather than means
 so that evaluation can add batches (and padding) exactly; the train step divides.
 """
@@ -13,30 +14,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
-
-# family -> (model class, config class, task name), resolved lazily from outeffhop_jax.models.
-FAMILIES = {
-    "opt": ("OPT", "OPTConfig", "causal_lm"),
-    "bert": ("BERT", "BERTConfig", "masked_lm"),
-    "vit": ("ViT", "ViTConfig", "classification"),
-    "stanhop": ("STanHopNet", "STanHopConfig", "forecasting"),  # train/forecasting.py
-}
-
-
-def _classes(family: str):
-  if family not in FAMILIES:
-    raise ValueError(f"config.family: unknown {family!r} (one of {sorted(FAMILIES)})")
-  from outeffhop_jax import models
-
-  model_name, config_name, _ = FAMILIES[family]
-  return getattr(models, model_name), getattr(models, config_name)
-
-
-def build_model(family: str, model_cfg, seed: int) -> nnx.Module:
-  """The model for `family` from its frozen config; dropout draws from its own stream."""
-  model_cls, _ = _classes(family)
-  return model_cls(model_cfg, rngs=nnx.Rngs(seed, params=seed, dropout=seed + 1))
 
 
 def _token_stats(logits, targets, weights) -> dict[str, jax.Array]:
@@ -137,28 +114,3 @@ class Classification:
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
     return {"loss_sum": jnp.sum(nll * weights), "weight": jnp.sum(weights),
             "correct": jnp.sum(correct * weights)}
-
-
-def make_task(config, tokenizer=None):
-  """The task object for config.family (tokenizer: for the LM tasks' special ids)."""
-  kind = FAMILIES[config.family][2] if config.family in FAMILIES else None
-  if kind == "forecasting":
-    from outeffhop_jax.train import forecasting
-    return forecasting.make_task(config)
-  if kind == "causal_lm":
-    return CausalLM(pad_id=tokenizer.pad_id)
-  if kind == "masked_lm":
-    specials = tuple(sorted({i for i in (tokenizer.pad_id, tokenizer.bos_id, tokenizer.eos_id,
-                                         tokenizer.mask_id) if i is not None}))
-    if tokenizer.mask_id is None:
-      raise ValueError("config.data.tokenizer: masked LM needs a tokenizer with a mask token")
-    return MaskedLM(mask_id=tokenizer.mask_id, special_ids=specials,
-                    vocab_size=tokenizer.vocab_size,
-                    random_low=getattr(tokenizer, "num_special", 0),
-                    probability=float(config.data.mlm_probability))
-  if kind == "classification":
-    return Classification(image_size=int(config.data.image_size),
-                          num_channels=int(config.data.num_channels),
-                          label_smoothing=float(config.train.label_smoothing))
-  raise ValueError(f"config.family: unknown {config.family!r} (one of {sorted(FAMILIES)})")
-

@@ -8,7 +8,7 @@ from flax import nnx
 
 from outeffhop_jax import analysis as A
 from outeffhop_jax import models
-from outeffhop_jax.analysis import collect
+from outeffhop_jax.analysis.outliers import collect
 from outeffhop_jax.nn import capture
 
 L = 3  # layers

@@ -6,7 +6,10 @@ and one ablation are computed once per module (the model itself once per worker:
 import numpy as np
 import pytest
 
-from outeffhop_jax.analysis import act_groups, encoder_eval as E, metrics, w8a8
+from outeffhop_jax.analysis.quant import act_groups
+from outeffhop_jax.analysis.quant import fidelity
+from outeffhop_jax.analysis.outliers import metrics
+from outeffhop_jax.analysis.quant import w8a8
 from outeffhop_jax.data import embedded
 from outeffhop_jax.nn import capture
 ABLATED = ("qkv", "attn_probs", "ffn_output", "residual")
@@ -15,42 +18,42 @@ ABLATED = ("qkv", "attn_probs", "ffn_output", "residual")
 @pytest.fixture(scope="module")
 def setup(minilm):
   _, model, tok = minilm
-  data = E.eval_data(tok, n_pairs=32, n_passages=32, calib_batches=4, calib_batch_size=8,
-                     calib_subsets=1)
-  teacher = E.teacher_outputs(model, data)
+  data = fidelity.eval_data(tok, n_pairs=32, n_passages=32, calib_batches=4, calib_batch_size=8,
+                            calib_subsets=1)
+  teacher = fidelity.teacher_outputs(model, data)
   return model, tok, data, teacher
 
 
 @pytest.fixture(scope="module")
 def outl(setup):
   model, _, data, _ = setup
-  return E.outliers(model, data.passages, value_batches=1)
+  return fidelity.outliers(model, data.passages, value_batches=1)
 
 
 @pytest.fixture(scope="module")
 def abl(setup):
   model, _, data, teacher = setup
-  return E.ablation(model, data, teacher=teacher, groups=ABLATED, log=lambda m: None)
+  return fidelity.ablation(model, data, teacher=teacher, groups=ABLATED, log=lambda m: None)
 
 
 def test_fidelity_and_retrieval_match_naive_numpy():
   rng = np.random.default_rng(0)
   a, b = rng.normal(size=(20, 8)), rng.normal(size=(20, 8))
   cos = [x @ y / np.linalg.norm(x) / np.linalg.norm(y) for x, y in zip(a, b)]
-  np.testing.assert_allclose(E.fidelity(a, b), np.mean(cos), rtol=1e-12)
-  assert E.fidelity(3.0 * a, a) == pytest.approx(1.0)
+  np.testing.assert_allclose(fidelity.fidelity(a, b), np.mean(cos), rtol=1e-12)
+  assert fidelity.fidelity(3.0 * a, a) == pytest.approx(1.0)
   q = b + 0.8 * rng.normal(size=b.shape)  # noisy queries: some rank their document first, some not
   ranks = []
   for i in range(len(q)):
     s = [q[i] @ d / np.linalg.norm(q[i]) / np.linalg.norm(d) for d in b]
     ranks.append(1 + sum(s[j] > s[i] for j in range(len(b))))
-  r = E.retrieval(q, b)
+  r = fidelity.retrieval(q, b)
   assert 0 < r["recall@1"] < 1
   assert r["recall@1"] == pytest.approx(np.mean(np.array(ranks) == 1))
   assert r["mrr"] == pytest.approx(np.mean(1.0 / np.array(ranks)))
-  assert E.retrieval(b, b) == {"recall@1": 1.0, "mrr": 1.0}
+  assert fidelity.retrieval(b, b) == {"recall@1": 1.0, "mrr": 1.0}
   # A tie with another document counts against the query.
-  assert E.retrieval(np.eye(2)[[0, 0]], np.eye(2)[[0, 0]])["recall@1"] == 0.0
+  assert fidelity.retrieval(np.eye(2)[[0, 0]], np.eye(2)[[0, 0]])["recall@1"] == 0.0
 
 
 def test_masked_metrics_count_only_valid_entries():
@@ -86,13 +89,13 @@ def test_batches_pad_rows_are_dropped(setup):
   model, tok, _, _ = setup
   texts = ["A function returns a value.", "Classes bundle data and behaviour together.",
            "The loop terminates.", "Modules are files.", "Exceptions signal errors."]
-  bl = E.batches(tok, texts, batch_size=4, pad_to=16)
+  bl = fidelity.batches(tok, texts, batch_size=4, pad_to=16)
   assert [b[0].shape for b in bl] == [(4, 16), (4, 16)]
-  assert (bl[1][1][1:] == 0).all() and E.num_rows(bl) == 5
-  e = E.embed(model, bl)
+  assert (bl[1][1][1:] == 0).all() and fidelity.num_rows(bl) == 5
+  e = fidelity.embed(model, bl)
   assert e.shape == (5, 384) and e.dtype == np.float32
   np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
-  alone = E.embed(model, E.batches(tok, texts[4:], batch_size=1, pad_to=8))
+  alone = fidelity.embed(model, fidelity.batches(tok, texts[4:], batch_size=1, pad_to=8))
   np.testing.assert_allclose(e[4], alone[0], atol=2e-6)  # padding never reaches real rows
 
 
@@ -121,7 +124,7 @@ def test_outliers_name_one_dominant_ffn_dimension(setup, outl):
 def test_outlier_kurtosis_counts_real_tokens_only(setup, outl):
   model, _, data, _ = setup
   ids, mask = data.passages[0]
-  _, acts = capture(model, lambda m: m(ids, attention_mask_BT=mask))
+  _, acts = capture(model, lambda m: m(ids, attention_mask=mask))
   name = "layers.1.ffn_output"
   x = np.asarray(acts[name], np.float64)
   k = []
@@ -158,13 +161,13 @@ def test_ablation_points_at_the_outlier_carriers(abl):
 
 def test_quantize_with_groups_matches_the_ablation_row(setup, abl):
   model, _, data, teacher = setup
-  q = E.quantize(model, data.calib[0], groups=("ffn_output",))
+  q = fidelity.quantize(model, data.calib[0], groups=("ffn_output",))
   modes = {}
   for path, qz in w8a8.quantizers(q):
     modes.setdefault(act_groups.group_of(".".join(map(str, path))), set()).add(qz.mode)
   assert modes.pop("ffn_output") == {"quantize"} and set.union(*modes.values()) == {"off"}
-  e = E.embed(q, data.passages)
-  np.testing.assert_allclose(E.fidelity(e, teacher["passages"]),
+  e = fidelity.embed(q, data.passages)
+  np.testing.assert_allclose(fidelity.fidelity(e, teacher["passages"]),
                              abl["rows"]["ffn_output"]["fidelity"], atol=1e-5)
   with pytest.raises(ValueError, match="unknown activation-quantizer groups"):
-    E.quantize(model, data.calib[0], groups=("ffn",))
+    fidelity.quantize(model, data.calib[0], groups=("ffn",))

@@ -10,7 +10,9 @@ from flax import nnx
 
 from outeffhop_jax import analysis as A
 from outeffhop_jax import models
-from outeffhop_jax.analysis import collect, outlier_kinds as ok, report
+from outeffhop_jax.analysis.outliers import collect
+from outeffhop_jax.analysis.outliers import kinds as ok
+from outeffhop_jax.analysis.experiments.study import report
 from outeffhop_jax.nn import capture
 from outeffhop_jax.nn.projections import HeadsIn
 

@@ -2,7 +2,9 @@
 the unplanted, briefly trained model quantizes well."""
 import numpy as np
 
-from outeffhop_jax.analysis import collect, runs, w8a8
+from outeffhop_jax.analysis.outliers import collect
+from outeffhop_jax.analysis.experiments.study import runs
+from outeffhop_jax.analysis.quant import w8a8
 
 DIM, LAYER, SCALE = 5, 0, 100.0
 

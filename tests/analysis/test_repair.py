@@ -7,7 +7,8 @@ import pytest
 from flax import nnx
 
 from outeffhop_jax.analysis import __main__ as cli
-from outeffhop_jax.analysis import repair, repair_loss
+from outeffhop_jax.analysis.experiments.repair import run as repair
+from outeffhop_jax.analysis.experiments.repair import loss as repair_loss
 from outeffhop_jax.models import hf
 
 # One small training shape for the direct steps and the CLI, so they share one compilation.

@@ -1,5 +1,5 @@
 """results.md: the papers' layout, with published figures only beside a paper preset."""
-from outeffhop_jax.analysis import report
+from outeffhop_jax.analysis.experiments.study import report
 
 
 def _result(variant, kurt, inf, ppl, w8):
@@ -35,3 +35,28 @@ def test_tiny_preset_has_no_published_columns():
   md = report.markdown(_study("opt_tiny"))
   assert "Paper:" not in md and "Quantizable Transformers" not in md
   assert "| Vanilla | 16.000 | 50.00 | 100.00 | 20.000 ± 0.000 | 0.25 |" in md
+
+
+def test_one_number_format_for_every_report():
+  """The shared formatter against hand-written strings (the three reports' former outputs)."""
+  from outeffhop_jax.analysis import _format as fmt
+
+  assert fmt.num(3.14159) == "3.14" and fmt.num(2.5, 3) == "2.500"
+  assert fmt.num(23341.5) == "23342" and fmt.grouped(23341.5, 1) == "23,342"
+  assert fmt.grouped(418.74, 1) == "418.7"
+  assert fmt.num(None) == fmt.num(float("nan")) == fmt.grouped(None) == "–"
+  assert fmt.mean_std({"mean": 1.5, "std": 0.25}) == "1.5000 ± 0.2500"
+  assert fmt.mean_std({"mean": 1294.0, "std": 0.25}, 3, compact=True) == "1294 ± 0.250"
+  assert fmt.sci(2.5e-4) == "2.5e-04" and fmt.sci(None) == "–"
+  assert fmt.dims([3, 7, 9, 11, 12]) == "3, 7, 9, 11, …" and fmt.dims([]) == "–"
+
+
+def test_published_tables_come_from_the_docs_data_file():
+  """docs/reference_results.json holds the papers' rows (values as the papers print them)."""
+  outeffhop = report.reference_table("outeffhop")
+  assert outeffhop["opt_125m"]["vanilla"] == (23341.5, 92.8, 15.974, 42.012)
+  assert outeffhop["vit_s16"]["gated1"] == (22.0, 60.2, 74.089, 73.958)
+  assert sorted(outeffhop) == ["bert_base", "opt_125m", "vit_s16"]  # STanHop rows: no preset
+  quantizable = report.reference_table("quantizable")
+  assert list(quantizable["bert_base"]) == ["vanilla", "clipped", "gated"]
+  assert quantizable["bert_base"]["vanilla"] == (3076, 735, 4.49, 1294)

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from outeffhop_jax.analysis import __main__ as cli
-from outeffhop_jax.analysis import qwix_w8a8
+from outeffhop_jax.analysis.quant import qwix_w8a8
 
 FILES = ("results.json", "results.md", "per_layer.png", "dim_max.png", "histograms.png",
          "attention_vanilla.png", "attention_softmax1.png", "attention_maps.npz",

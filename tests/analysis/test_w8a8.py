@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from outeffhop_jax import models
-from outeffhop_jax.analysis import w8a8
+from outeffhop_jax.analysis.quant import w8a8
 from outeffhop_jax.nn import AttentionGate, capture
 
 KW = dict(d_model=32, num_layers=2, num_heads=4, d_ff=64)
@@ -103,3 +103,43 @@ def test_percentile_ranges_are_inside_minmax():
   rm, rp = w8a8.ranges(qm), w8a8.ranges(qp)
   assert all(rp[k][0] >= rm[k][0] - 1e-6 and rp[k][1] <= rm[k][1] + 1e-6 for k in rm)
   assert any(rp[k][1] < rm[k][1] - 1e-6 for k in rm)
+
+
+class _Holder(nnx.Module):
+  """A one-layer "model" so that `quantize_model` finds the attention as a child."""
+
+  def __init__(self, attn):
+    self.attn = attn
+
+  def __call__(self, x, **kw):
+    return self.attn(x, **kw)
+
+
+def test_quant_attention_with_quantizers_off_equals_the_float_layer():
+  """Every gate x sink (none / learned / fixed) x GQA (K = N, K = N / 2) combination: the wrapped
+  layer (weights in float, activation quantizers "off") gives the float layer's output, attention
+  probabilities and context, with a causal and a padding mask."""
+  from outeffhop_jax.nn import MultiHeadAttention
+  from outeffhop_jax.nn.gates import GATES
+
+  x = jax.random.normal(jax.random.key(0), (2, 6, 16))
+  mask = jnp.arange(6)[None, None, None, :] < jnp.array([6, 4])[:, None, None, None]
+  for gate in GATES:
+    for sinks in ("none", "learned", 0.5):
+      for kv_heads in (4, 2):
+        layer = MultiHeadAttention(16, 4, num_kv_heads=kv_heads, gate=gate, sinks=sinks,
+                                   normalizer="softmax1" if sinks == "none" else "softmax",
+                                   rngs=nnx.Rngs(1))
+        if sinks == "learned":
+          layer.sinks[...] = jnp.array([0.3, -1.0, 2.0, 0.0])
+        q = w8a8.quantize_model(_Holder(layer), "opt", w8a8.QuantConfig(weight_bits=None, act_bits=8))
+        assert isinstance(q.attn, w8a8.QuantAttention) and q.attn.inner is not layer
+        want_y, want = capture(layer, lambda m: m(x, mask=mask, causal=True), attention_probs=True)
+        got_y, got = capture(q, lambda m: m(x, mask=mask, causal=True), attention_probs=True)
+        case = f"gate={gate} sinks={sinks} K={kv_heads}"
+        np.testing.assert_allclose(got_y, want_y, rtol=1e-6, atol=1e-6, err_msg=case)
+        np.testing.assert_allclose(got["attn.attn_probs"], want["attn_probs"], rtol=1e-6,
+                                   atol=1e-7, err_msg=case)
+        np.testing.assert_allclose(got["attn.context"], want["context"], rtol=1e-6, atol=1e-6,
+                                   err_msg=case)
+        assert not any(k.startswith("attn.inner.") for k in got), sorted(got)

@@ -47,7 +47,7 @@ def test_opt_parity_with_left_padding(post_ln_with_projection):
   mask[1, :pad] = 0  # left padding, as OPT generation uses
   with torch.no_grad():
     want = _np(ref(torch.tensor(ids), attention_mask=torch.tensor(mask)).logits)
-  got = np.asarray(ours(jnp.asarray(ids), attention_mask_BT=jnp.asarray(mask)))
+  got = np.asarray(ours(jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
   assert np.abs(got[0] - want[0]).max() < TOL
   assert np.abs(got[1, pad:] - want[1, pad:]).max() < TOL
   assert np.abs(want).max() > 0.25  # not a trivially tiny output
@@ -70,8 +70,8 @@ def test_bert_mlm_parity_with_padding():
   with torch.no_grad():
     want = _np(ref(torch.tensor(ids), attention_mask=torch.tensor(mask),
                    token_type_ids=torch.tensor(tt)).logits)
-  got = np.asarray(ours(jnp.asarray(ids), attention_mask_BT=jnp.asarray(mask),
-                        token_type_ids_BT=jnp.asarray(tt)))
+  got = np.asarray(ours(jnp.asarray(ids), attention_mask=jnp.asarray(mask),
+                        token_type_ids=jnp.asarray(tt)))
   assert np.abs(got[0] - want[0]).max() < TOL
   assert np.abs(got[1, :-pad] - want[1, :-pad]).max() < TOL
 
@@ -83,14 +83,14 @@ def test_bare_bert_model_parity_and_numpy_state_dict_path():
   mask[0, -pad:] = 0
   with torch.no_grad():
     want = _np(ref(torch.tensor(ids), attention_mask=torch.tensor(mask)).last_hidden_state)
-  got = np.asarray(ours(jnp.asarray(ids), attention_mask_BT=jnp.asarray(mask)))
+  got = np.asarray(ours(jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
   assert np.abs(got[1] - want[1]).max() < TOL
   assert np.abs(got[0, :-pad] - want[0, :-pad]).max() < TOL
   # The torch-free path (what a safetensors reader uses): config.json dict + numpy arrays.
   config = hf.config_from_hf(ref.config.to_dict(), normalizer="softmax")
   state = {k: _np(v) for k, v in ref.state_dict().items()}
   again = hf.model_from_state_dict("BertModel", config, state)
-  np.testing.assert_array_equal(np.asarray(again(jnp.asarray(ids), attention_mask_BT=jnp.asarray(mask))),
+  np.testing.assert_array_equal(np.asarray(again(jnp.asarray(ids), attention_mask=jnp.asarray(mask))),
                                 got)
 
 

@@ -31,7 +31,7 @@ def test_opt_left_padding_matches_unpadded():
   ids = _ids(B=1, T=6)
   padded = jnp.concatenate([jnp.full((1, 3), 1), ids], axis=1)
   mask = jnp.concatenate([jnp.zeros((1, 3), int), jnp.ones((1, 6), int)], axis=1)
-  fwd = nnx.jit(lambda m, ids, mask: m(ids, attention_mask_BT=mask))
+  fwd = nnx.jit(lambda m, ids, mask: m(ids, attention_mask=mask))
   np.testing.assert_allclose(fwd(model, padded, mask)[:, 3:], fwd(model, ids, jnp.ones_like(ids)),
                              atol=1e-5)
 
@@ -40,7 +40,7 @@ def test_bert_real_tokens_invariant_to_padding():
   model = BERT(BERTConfig.from_preset("tiny", normalizer="softmax1"), rngs=nnx.Rngs(0))
   ids = _ids(B=2, T=6)
   mask = jnp.array([[1] * 6, [1] * 4 + [0] * 2])
-  fwd = nnx.jit(lambda m, ids, mask: m(ids, attention_mask_BT=mask))
+  fwd = nnx.jit(lambda m, ids, mask: m(ids, attention_mask=mask))
   base = fwd(model, ids, mask)
   # Different padding content and more padding tokens: real-token outputs unchanged.
   longer = jnp.concatenate([ids.at[1, 4:].set(7), jnp.full((2, 3), 9)], axis=1)
@@ -52,9 +52,13 @@ def test_bert_real_tokens_invariant_to_padding():
 
 def test_vit_accepts_configured_size_rejects_others():
   model = ViT(ViTConfig.from_preset("tiny"), rngs=nnx.Rngs(0))
-  assert nnx.jit(lambda m, x: m(x))(model, _images()).shape == (2, 10)
-  for bad in (_images(size=48), jnp.ones((2, 3, 32, 32)), jnp.ones((32, 32, 3))):
-    with pytest.raises(ValueError, match="images_BHWC"):
+  fwd = nnx.jit(lambda m, x: m(x))
+  assert fwd(model, _images()).shape == (2, 10)
+  # Hugging Face's channels-first pixel_values [B, C, H, W] give the channels-last result
+  np.testing.assert_allclose(fwd(model, jnp.transpose(_images(), (0, 3, 1, 2))),
+                             fwd(model, _images()), atol=1e-6)
+  for bad in (_images(size=48), jnp.ones((2, 32, 32, 4)), jnp.ones((32, 32, 3))):
+    with pytest.raises(ValueError, match="pixel_values"):
       model(bad)
 
 
@@ -152,10 +156,10 @@ def test_presets_and_bad_configs():
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda m: m(jnp.ones((8,), int)), "input_ids_BT"),
-    (lambda m: m(jnp.ones((2, 8))), "input_ids_BT"),
+    (lambda m: m(jnp.ones((8,), int)), "input_ids"),
+    (lambda m: m(jnp.ones((2, 8))), "input_ids"),
     (lambda m: m(jnp.ones((2, 200), int)), "max_len"),
-    (lambda m: m(jnp.ones((2, 8), int), attention_mask_BT=jnp.ones((2, 7))), "attention_mask_BT"),
+    (lambda m: m(jnp.ones((2, 8), int), attention_mask=jnp.ones((2, 7))), "attention_mask"),
 ])
 def test_bad_token_input(call, match):
   model = OPT(OPTConfig.from_preset("tiny"), rngs=nnx.Rngs(0))

@@ -31,7 +31,7 @@ def test_packaged_minilm_parity_with_transformers_on_padded_real_text(minilm):
   with torch.no_grad():
     want = ref(torch.tensor(ids, dtype=torch.long),
                attention_mask=torch.tensor(mask, dtype=torch.long)).last_hidden_state.numpy()
-  got = np.asarray(ours(jnp.asarray(ids), attention_mask_BT=jnp.asarray(mask)))
+  got = np.asarray(ours(jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
   real = mask.astype(bool)
   assert np.abs(got - want)[real].max() <= TOL
   # The tokenizer reproduces transformers' own (same ids, same padding).
@@ -119,7 +119,7 @@ def test_save_pretrained_folders_of_every_family(tmp_path):
     with torch.no_grad():
       out = ref(torch.tensor(ids), attention_mask=torch.tensor(mask))
     want = (out.last_hidden_state if name == "BertModel" else out.logits).numpy()
-    got = np.asarray(ours(jnp.asarray(ids), attention_mask_BT=jnp.asarray(mask)))
+    got = np.asarray(ours(jnp.asarray(ids), attention_mask=jnp.asarray(mask)))
     assert np.abs(got[1] - want[1]).max() < TOL, name
     if name != "OPTForCausalLM":  # OPT pads on the left in its own tests; here row 0 is right-padded
       assert np.abs(got[0, :-2] - want[0, :-2]).max() < TOL, name

@@ -42,7 +42,7 @@ def test_matches_ops_attention_with_projections():
   mha = onn.MultiHeadAttention(16, 4, normalizer="softmax1", rngs=nnx.Rngs(1))
   x = _x()
   q, k, v = mha.query(x), mha.key(x), mha.value(x)
-  ctx = ops.dot_product_attention(q, k, v, normalizer="softmax1", causal=True)
+  ctx = ops.dot_product_attention(q, k, v, normalizer="softmax1", is_causal=True)
   want = jnp.einsum("btnh,nhd->btd", ctx, mha.out.kernel[...]) + mha.out.bias[...]
   np.testing.assert_allclose(mha(x, causal=True), want, atol=1e-6)
 
@@ -139,7 +139,9 @@ def test_bad_construction_raises(kwargs, match):
     (lambda m: m(jnp.ones((2, 5, 12))), "x_BTD"),
     (lambda m: m(jnp.ones((2, 5, 16)), context_BSD=jnp.ones((2, 3, 8))), "context_BSD"),
     (lambda m: m(jnp.ones((2, 5, 16)), mask=jnp.ones((2, 1, 1, 4), bool)), "mask"),
-    (lambda m: m(jnp.ones((2, 5, 16)), mask=jnp.ones((2, 1, 1, 5))), "mask"),
+    # A numeric mask follows the one mask rule (0/1 accepted); an additive 0 / -inf one is refused.
+    (lambda m: m(jnp.ones((2, 5, 16)), mask=jnp.zeros((2, 1, 1, 5)).at[..., 0].set(-jnp.inf)),
+     "mask looks like an additive mask"),
 ])
 def test_bad_input_raises_naming_argument(call, match):
   mha = onn.MultiHeadAttention(16, 4, rngs=nnx.Rngs(0))

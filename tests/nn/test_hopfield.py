@@ -107,3 +107,14 @@ def test_bad_input(call, match):
   layer = onn.Hopfield(8, rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match=match):
     call(layer, state, stored)
+
+
+def test_mask_with_update_steps_equals_dropping_the_masked_patterns():
+  """The memory mask reaches the retrieval steps too: masked stored patterns act as absent."""
+  state, stored = _patterns()
+  S = stored.shape[1]
+  layer = onn.Hopfield(8, num_heads=2, update_steps_max=2, update_steps_eps=0.0, rngs=nnx.Rngs(0))
+  keep = jnp.arange(S) < S - 2
+  got = layer(state=state, stored=stored, mask=keep[None, None, None, :])
+  want = layer(state=state, stored=stored[:, :S - 2])
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

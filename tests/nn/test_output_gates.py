@@ -7,7 +7,7 @@ from flax import nnx
 
 from outeffhop_jax import models
 from outeffhop_jax import nn as onn
-from outeffhop_jax.analysis import w8a8
+from outeffhop_jax.analysis.quant import w8a8
 
 
 def _x(B=2, T=5, D=16, seed=0):

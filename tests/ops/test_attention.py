@@ -48,7 +48,7 @@ def make_qkv(B=2, T=9, S=11, N=4, K=2, H=8, dtype=jnp.float32, seed=0):
 def test_reference_matches_naive_formula(normalizer, sinks, causal):
   q, k, v = make_qkv(T=7, S=7)
   mask = np.random.default_rng(0).random((2, 1, 7, 7)) < 0.7
-  out = oe.dot_product_attention(q, k, v, normalizer=normalizer, mask=jnp.asarray(mask), causal=causal)
+  out = oe.dot_product_attention(q, k, v, normalizer=normalizer, mask=jnp.asarray(mask), is_causal=causal)
   np.testing.assert_allclose(out, naive_attention(q, k, v, sinks, mask, causal), atol=2e-5)
 
 
@@ -98,10 +98,10 @@ def test_blockwise_matches_reference_values_and_gradients(B, T, S, N, K, H, caus
 
   def loss(impl):
     return lambda q, k, v, s: jnp.sum(w * oe.dot_product_attention(
-        q, k, v, mask=mask, causal=causal, sinks=s, implementation=impl, block_k=block_k))
+        q, k, v, mask=mask, is_causal=causal, sinks=s, implementation=impl, block_k=block_k))
 
-  ref = oe.dot_product_attention(q, k, v, mask=mask, causal=causal, sinks=sinks)
-  blk = oe.dot_product_attention(q, k, v, mask=mask, causal=causal, sinks=sinks,
+  ref = oe.dot_product_attention(q, k, v, mask=mask, is_causal=causal, sinks=sinks)
+  blk = oe.dot_product_attention(q, k, v, mask=mask, is_causal=causal, sinks=sinks,
                                  implementation="blockwise", block_k=block_k)
   np.testing.assert_allclose(blk, ref, atol=2e-5)
   g_ref = jax.grad(loss("reference"), argnums=(0, 1, 2, 3))(q, k, v, sinks)
@@ -113,8 +113,8 @@ def test_blockwise_matches_reference_values_and_gradients(B, T, S, N, K, H, caus
 @pytest.mark.parametrize("normalizer", ["softmax", "softmax1", "softmax_n:8"])
 def test_blockwise_uses_the_normalizers_sink(normalizer):
   q, k, v = make_qkv(T=20, S=20)
-  ref = oe.dot_product_attention(q, k, v, normalizer=normalizer, causal=True)
-  blk = oe.dot_product_attention(q, k, v, normalizer=normalizer, causal=True, implementation="blockwise",
+  ref = oe.dot_product_attention(q, k, v, normalizer=normalizer, is_causal=True)
+  blk = oe.dot_product_attention(q, k, v, normalizer=normalizer, is_causal=True, implementation="blockwise",
                                  block_k=6)
   np.testing.assert_allclose(blk, ref, atol=2e-5)
 
@@ -128,9 +128,9 @@ def test_sinks_zero_equals_softmax1_and_override_normalizer():
 
 def test_bf16_blockwise_close_to_f32_reference():
   q, k, v = make_qkv(T=64, S=64, dtype=jnp.bfloat16)
-  out = oe.dot_product_attention(q, k, v, causal=True, implementation="blockwise", block_k=16)
+  out = oe.dot_product_attention(q, k, v, is_causal=True, implementation="blockwise", block_k=16)
   assert out.dtype == jnp.bfloat16
-  ref = oe.dot_product_attention(*(a.astype(jnp.float32) for a in (q, k, v)), causal=True)
+  ref = oe.dot_product_attention(*(a.astype(jnp.float32) for a in (q, k, v)), is_causal=True)
   np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=2e-2)
 
 
@@ -148,19 +148,20 @@ def test_reference_other_normalizers_match_naive_probabilities(normalizer):
 
 def test_attention_weights_shape_and_rows():
   q, k, _ = make_qkv()
-  p = oe.attention_weights(q, k, normalizer="softmax1", causal=True)
+  p = oe.attention_weights(q, k, normalizer="softmax1", is_causal=True)
   assert p.shape == (2, 4, 9, 11) and p.dtype == jnp.float32
   assert (np.asarray(p).sum(-1) < 1).all()
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda q, k, v: oe.dot_product_attention(q[0], k, v), "query must have rank 4"),
+    (lambda q, k, v: oe.dot_product_attention(q[0], k, v), "all have rank 4"),
     (lambda q, k, v: oe.dot_product_attention(q, k[:1], v[:1]), "batch"),
     (lambda q, k, v: oe.dot_product_attention(q, k[..., :4], v), "head_dim"),
     (lambda q, k, v: oe.dot_product_attention(q, k, v[:, :3]), "value shape"),
     (lambda q, k, v: oe.dot_product_attention(q[:, :, :3], k, v), "multiple of key/value heads"),
     (lambda q, k, v: oe.dot_product_attention(q, k, v, mask=jnp.ones((3, 9, 11), bool)), "mask"),
-    (lambda q, k, v: oe.dot_product_attention(q, k, v, mask=jnp.ones((9, 11))), "boolean"),
+    (lambda q, k, v: oe.dot_product_attention(
+        q, k, v, mask=jnp.zeros((9, 11)).at[0, 1].set(-jnp.inf)), "additive"),
     (lambda q, k, v: oe.dot_product_attention(q, k, v, sinks=jnp.zeros(3)), "sinks"),
     (lambda q, k, v: oe.dot_product_attention(q, k, v, normalizer="nope"), "valid forms"),
     (lambda q, k, v: oe.dot_product_attention(q, k, v, implementation="flash3"), "implementation"),

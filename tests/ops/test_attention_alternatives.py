@@ -51,7 +51,7 @@ def _naive_attention(naive, spec, q, k, v, mask, causal):
 def test_reference_matches_naive_formula(spec, naive):
   q, k, v = _qkv()
   for mask, causal, _ in CASES.values():
-    out = oe.dot_product_attention(q, k, v, normalizer=spec, mask=mask, causal=causal)
+    out = oe.dot_product_attention(q, k, v, normalizer=spec, mask=mask, is_causal=causal)
     want = _naive_attention(naive, spec, q, k, v, mask, causal)
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
 
@@ -65,7 +65,7 @@ def test_blockwise_matches_reference_values_and_gradients(spec, case):
 
   def value_and_grads(impl):
     loss = lambda q, k, v: jnp.sum(oe.dot_product_attention(  # noqa: E731
-        q, k, v, normalizer=spec, mask=mask, causal=causal, implementation=impl,
+        q, k, v, normalizer=spec, mask=mask, is_causal=causal, implementation=impl,
         block_k=block_k) * w)
     return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(q, k, v)
 
@@ -73,10 +73,10 @@ def test_blockwise_matches_reference_values_and_gradients(spec, case):
   np.testing.assert_allclose(blk, ref, rtol=1e-5, atol=1e-5)
   for a, b in zip(g_blk, g_ref):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-  out = oe.dot_product_attention(q, k, v, normalizer=spec, mask=mask, causal=causal,
+  out = oe.dot_product_attention(q, k, v, normalizer=spec, mask=mask, is_causal=causal,
                                  implementation="blockwise", block_k=block_k)
   np.testing.assert_allclose(out, oe.dot_product_attention(q, k, v, normalizer=spec, mask=mask,
-                                                           causal=causal), rtol=1e-5, atol=2e-6)
+                                                           is_causal=causal), rtol=1e-5, atol=2e-6)
   if case == "general":
     np.testing.assert_array_equal(out[1, 4, 2], 0.0)  # the fully masked row
 
@@ -85,15 +85,15 @@ def test_blockwise_matches_reference_values_and_gradients(spec, case):
 def test_blockwise_extreme_logits_and_bf16_are_finite(spec):
   q, k, v = _qkv(q_scale=3e3)  # logits of order +-1e4
   g = jax.jit(jax.grad(lambda q, k, v: jnp.sum(oe.dot_product_attention(
-      q, k, v, normalizer=spec, mask=_padding(), causal=True, implementation="blockwise",
+      q, k, v, normalizer=spec, mask=_padding(), is_causal=True, implementation="blockwise",
       block_k=4) ** 2), argnums=(0, 1, 2)))(q, k, v)
   assert all(np.isfinite(np.asarray(x)).all() for x in g)
   q, k, v = _qkv(jnp.bfloat16)
-  out = oe.dot_product_attention(q, k, v, normalizer=spec, causal=True, implementation="blockwise",
+  out = oe.dot_product_attention(q, k, v, normalizer=spec, is_causal=True, implementation="blockwise",
                                  block_k=4)
   assert out.dtype == jnp.bfloat16
   ref = oe.dot_product_attention(*(a.astype(jnp.float32) for a in (q, k, v)), normalizer=spec,
-                                 causal=True)
+                                 is_causal=True)
   np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=3e-2)
 
 
@@ -104,7 +104,7 @@ def test_blockwise_never_materialises_the_scores():
   kv = jnp.ones((1, Sl, 2, 8))
   for spec in ("sigmoid", "softplus", "stablemax", "softpick"):
     fn = jax.grad(lambda q, k, v: jnp.sum(oe.dot_product_attention(  # noqa: B023
-        q, k, v, normalizer=spec, causal=True, implementation="blockwise", block_k=16)),
+        q, k, v, normalizer=spec, is_causal=True, implementation="blockwise", block_k=16)),
         argnums=(0, 1, 2))
     jaxpr = jax.make_jaxpr(fn)(q, kv, kv)
     sizes = []

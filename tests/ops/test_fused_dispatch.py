@@ -23,11 +23,11 @@ def test_fused_paths_match_reference_with_padding_gqa_and_odd_lengths(impl, norm
 
   def loss(impl, sinks):
     return lambda q, k, v, s: jnp.sum(jnp.sin(oe.dot_product_attention(
-        q, k, v, normalizer=normalizer, mask=pad, causal=causal, sinks=s if sinks else None,
+        q, k, v, normalizer=normalizer, mask=pad, is_causal=causal, sinks=s if sinks else None,
         implementation=impl, block_k=16)))
 
-  ref = oe.dot_product_attention(q, k, v, normalizer=normalizer, mask=pad, causal=causal)
-  out = oe.dot_product_attention(q, k, v, normalizer=normalizer, mask=pad, causal=causal,
+  ref = oe.dot_product_attention(q, k, v, normalizer=normalizer, mask=pad, is_causal=causal)
+  out = oe.dot_product_attention(q, k, v, normalizer=normalizer, mask=pad, is_causal=causal,
                                  implementation=impl, block_k=16)
   np.testing.assert_allclose(out, ref, atol=1e-5)
   g_ref = jax.grad(loss("reference", True), argnums=(0, 1, 2, 3))(q, k, v, sinks)

@@ -58,6 +58,6 @@ def test_blockwise_equals_reference_over_shapes(B, T, S, K, G, causal, block_k, 
   q = jax.random.normal(ks[0], (B, T, K * G, 4))
   k = jax.random.normal(ks[1], (B, S, K, 4))
   v = jax.random.normal(ks[2], (B, S, K, 4))
-  ref = oe.dot_product_attention(q, k, v, causal=causal)
-  blk = oe.dot_product_attention(q, k, v, causal=causal, implementation="blockwise", block_k=block_k)
+  ref = oe.dot_product_attention(q, k, v, is_causal=causal)
+  blk = oe.dot_product_attention(q, k, v, is_causal=causal, implementation="blockwise", block_k=block_k)
   np.testing.assert_allclose(blk, ref, atol=3e-5)

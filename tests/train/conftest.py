@@ -31,7 +31,7 @@ def small_config(family: str = "opt", variant: str = "softmax1", **train):
                  checkpoint_every=3, keep_checkpoints=2, progress_bar=False, tensorboard=False)
   c.optimizer.warmup_steps = 2
   c.train.update(train)
-  return config_lib.finish(c)
+  return c
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from outeffhop_jax.train import config_lib, sharding, tasks
+from outeffhop_jax.train import config_lib, families, sharding
 from outeffhop_jax.train import input as input_lib
 from outeffhop_jax.train import setup as setup_lib
 from outeffhop_jax.train import step as step_lib
@@ -42,7 +42,7 @@ def test_a_few_steps_lower_the_loss_for_every_new_variant(make_config, family):
     it = iter(input_lib.train_dataset(config, setup.tokenizer))
     batch = next(it)
     it.close()
-    _, params, rest = nnx.split(tasks.build_model(family, setup.model_cfg, 0), nnx.Param, ...)
+    _, params, rest = nnx.split(families.build_model(family, setup.model_cfg, 0), nnx.Param, ...)
     state = {"params": params, "opt_state": setup.tx.init(params),
              "step": jnp.zeros((), jnp.int32), "rng": jax.random.key_data(jax.random.key(0))}
     step = jax.jit(step_lib.make_train_step(setup.task, setup.graphdef, setup.tx, setup.schedule))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from outeffhop_jax.train import checks, config_lib, optimizer, tasks
+from outeffhop_jax.train import checks, config_lib, families, optimizer
 from outeffhop_jax.train import input as input_lib
 
 
@@ -25,9 +25,13 @@ def test_every_preset_and_variant_resolves(preset_name, preset):
       assert model_cfg.gate_init == 0.25
 
 
+def _resolved(config):
+  return input_lib.resolved_model_config(config, input_lib.tokenizer_for(config))
+
+
 def test_clipped_gamma_follows_the_papers(preset):
-  assert preset("opt_125m", "clipped").model.normalizer == "clipped:-0.0234375:1.0"  # -12/512
-  assert preset("bert_base", "clipped1").model.normalizer == "clipped1:-0.025:1.0"
+  assert _resolved(preset("opt_125m", "clipped")).normalizer == "clipped:-0.0234375:1.0"  # -12/512
+  assert _resolved(preset("bert_base", "clipped1")).normalizer == "clipped1:-0.025:1.0"
 
 
 def test_full_scale_hyperparameters(preset):
@@ -60,7 +64,7 @@ def test_validation_names_fields(preset):
 def test_weight_decay_mask_on_the_real_model(preset):
   c = preset("bert_tiny", "gated1")
   model_cfg = input_lib.resolved_model_config(c, input_lib.tokenizer_for(c))
-  params = nnx.state(nnx.eval_shape(lambda: tasks.build_model("bert", model_cfg, 0)), nnx.Param)
+  params = nnx.state(nnx.eval_shape(lambda: families.build_model("bert", model_cfg, 0)), nnx.Param)
   mask = optimizer.decay_mask(params)
   flat = {"/".join(str(getattr(k, "key", k)) for k in path).removesuffix("/.value"): bool(v)
           for path, v in jax.tree_util.tree_leaves_with_path(mask)}

@@ -1,5 +1,4 @@
 """End-to-end runs of the training loop (in process) on the real models, and what they leave."""
-import json
 import math
 import os
 
@@ -9,7 +8,7 @@ import pytest
 from flax import nnx
 
 from outeffhop_jax.train import checkpoint as checkpoint_lib
-from outeffhop_jax.train import evaluate, load_from_workdir, loop
+from outeffhop_jax.train import evaluate, load_from_workdir, load_metrics, loop
 
 
 @pytest.mark.parametrize("family,variant", [("opt", "softmax1"), ("bert", "clipped1"),
@@ -20,7 +19,7 @@ def test_run_writes_metrics_and_checkpoints(make_config, tmp_path, family, varia
   assert math.isfinite(final["loss"]) and final["count"] > 0
   if family != "vit":
     assert final["perplexity"] == pytest.approx(math.exp(final["loss"]))
-  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  lines = load_metrics(str(tmp_path))
   assert {l["step"] for l in lines if "train/loss" in l} == {2, 4, 6}
   assert [l["step"] for l in lines if "eval/loss" in l] == [3, 6]
   ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "checkpoints"), save_every=1, keep=0)

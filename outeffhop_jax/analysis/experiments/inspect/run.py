@@ -3,10 +3,10 @@
     python -m outeffhop_jax.analysis study --preset minilm --out /tmp/minilm_study
 
 Imports the packaged all-MiniLM-L6-v2 (no download), builds the offline evaluation set
-(`encoder_eval.eval_data`: CPython doc passages, retrieval pairs, calibration subsets), then
-measures the FP32 encoder (fidelity 1 by definition, recall@1 / MRR, DESIGN §4 outliers), each
-fake-quantization setting (mean ± std over calibration subsets, DESIGN §5) and the one-group-at-a-
-time ablation, and writes OUT/results.json, OUT/results.md and the figures (`encoder_plots`).
+(`quant.fidelity.eval_data`: CPython doc passages, retrieval pairs, calibration subsets), then
+measures the FP32 encoder (fidelity 1 by definition, recall@1 / MRR, outliers of
+docs/metrics.md), each fake-quantization setting (mean ± std over calibration subsets,
+docs/w8a8.md) and the one-group-at-a-time ablation, and writes OUT/results.json, OUT/results.md and the figures (`plots`).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from outeffhop_jax.analysis._io import json_default
+from outeffhop_jax.analysis._format import grouped, mean_std
 
 # Presets this study answers to (the `study --preset` value) -> packaged checkpoint name.
 PRESETS = {"minilm": "all-MiniLM-L6-v2", "all-MiniLM-L6-v2": "all-MiniLM-L6-v2"}
@@ -33,7 +34,7 @@ class EncoderStudyOptions:
   max_len: int = 128
   batch_size: int = 32
   calib_subsets: int = 3
-  calib_batches: int = 16             # DESIGN §5 (BERT)
+  calib_batches: int = 16             # docs/w8a8.md (BERT)
   calib_batch_size: int = 8
   settings: tuple[str, ...] = ("W8A8", "W6A8", "W4A8")
   percentile: float | None = None
@@ -44,7 +45,7 @@ class EncoderStudyOptions:
 
 def run(opts: EncoderStudyOptions, log=print) -> dict:
   """Runs the study; writes results.json, results.md and the plots under opts.out."""
-  from outeffhop_jax.analysis import encoder_eval as E
+  from outeffhop_jax.analysis.quant import fidelity
   from outeffhop_jax.models import hf, packaged
 
   t0 = time.perf_counter()
@@ -54,30 +55,32 @@ def run(opts: EncoderStudyOptions, log=print) -> dict:
   model, tok = hf.from_pretrained(path), packaged.tokenizer(path)
   cfg = model.config
   log(f"[{name}] imported {path}: {cfg.num_layers} layers, d={cfg.d_model}, {cfg.num_heads} heads")
-  data = E.eval_data(tok, n_pairs=opts.n_pairs, n_passages=opts.n_passages, max_len=opts.max_len,
-                     batch_size=opts.batch_size, calib_batches=opts.calib_batches,
-                     calib_batch_size=opts.calib_batch_size, calib_subsets=opts.calib_subsets,
-                     seed=opts.seed)
+  data = fidelity.eval_data(tok, n_pairs=opts.n_pairs, n_passages=opts.n_passages,
+                            max_len=opts.max_len, batch_size=opts.batch_size,
+                            calib_batches=opts.calib_batches,
+                            calib_batch_size=opts.calib_batch_size,
+                            calib_subsets=opts.calib_subsets, seed=opts.seed)
   log(f"[{name}] data: {len(data.passage_texts)} eval passages, {len(data.query_texts)} retrieval "
       f"pairs, {opts.calib_subsets} calibration subsets x {opts.calib_batches} batches x "
       f"{opts.calib_batch_size} train passages (max_len {opts.max_len})")
-  teacher = E.teacher_outputs(model, data)
+  teacher = fidelity.teacher_outputs(model, data)
   log(f"[{name}] FP32 embeddings done ({time.perf_counter() - t0:.0f} s); measuring outliers and "
       f"{', '.join(opts.settings)}")
-  res = E.evaluate(model, data, teacher=teacher, calib_subsets=opts.calib_subsets,
-                   settings=opts.settings, percentile=opts.percentile,
-                   log=lambda m: log(f"[{name}] {m}"))
+  res = fidelity.evaluate(model, data, teacher=teacher, calib_subsets=opts.calib_subsets,
+                          settings=opts.settings, percentile=opts.percentile,
+                          log=lambda m: log(f"[{name}] {m}"))
   results = {"model": name, "checkpoint": path, "options": dataclasses.asdict(opts),
              "config": {"num_layers": cfg.num_layers, "d_model": cfg.d_model,
                         "num_heads": cfg.num_heads, "d_ff": cfg.d_ff},
              "data": {"eval_passages": len(data.passage_texts), "pairs": len(data.query_texts),
-                      "eval_passages_total": len(E.embedded.doc_passages("eval")),
-                      "train_passages_total": len(E.embedded.doc_passages("train"))},
+                      "eval_passages_total": len(fidelity.embedded.doc_passages("eval")),
+                      "train_passages_total": len(fidelity.embedded.doc_passages("train"))},
              **res}
   if opts.ablation:
     log(f"[{name}] ablation: W8 weights + one activation group at a time (calibration subset 0)")
-    results["ablation"] = E.ablation(model, data, teacher=teacher, percentile=opts.percentile,
-                                     log=lambda m: log(f"[{name}] {m}"))
+    results["ablation"] = fidelity.ablation(model, data, teacher=teacher,
+                                            percentile=opts.percentile,
+                                            log=lambda m: log(f"[{name}] {m}"))
   v = results["outliers"]["values"]
   v["massive_tokens"] = [[_token(tok, i), c] for i, c in v["massive_token_ids"]]
   results["total_seconds"] = time.perf_counter() - t0
@@ -95,7 +98,7 @@ def _token(tok, i: int) -> str:
 
 def _write(results: dict, opts: EncoderStudyOptions):
   if opts.plots:
-    from outeffhop_jax.analysis import encoder_plots
+    from outeffhop_jax.analysis.experiments.inspect import plots as encoder_plots
 
     results["plots"] = [os.path.basename(p) for p in encoder_plots.write_all(results, opts.out)]
   with open(os.path.join(opts.out, "results.json"), "w") as f:
@@ -103,16 +106,6 @@ def _write(results: dict, opts: EncoderStudyOptions):
   with open(os.path.join(opts.out, "results.md"), "w") as f:
     f.write(markdown(results))
 
-
-
-def _f(x, digits=2):
-  if abs(x) >= 1000:
-    return f"{x:,.0f}"
-  return f"{x:.{digits}f}"
-
-
-def _pm(q, digits=4):
-  return f"{q['mean']:.{digits}f} ± {q['std']:.{digits}f}"
 
 
 def _wlabel(abl: dict) -> str:
@@ -133,7 +126,7 @@ def markdown(r: dict) -> str:
        f"eval / {r['data']['train_passages_total']} train passages, split by source), max_len "
        f"{opts['max_len']}. Fidelity = mean cosine between the evaluated and the FP32 sentence "
        "embeddings of the eval passages; retrieval ranks all documents by cosine for each query "
-       "(its opening words). Quantization: DESIGN §5 (weights symmetric per tensor, W4: MSE "
+       "(its opening words). Quantization: docs/w8a8.md (weights symmetric per tensor, W4: MSE "
        "clipping; activations asymmetric per tensor, running min-max, momentum 0.9), mean ± std "
        f"over {cal['subsets']} calibration subsets of {cal['batches']} batches × "
        f"{cal['batch_size']} train passages.", "",
@@ -149,23 +142,25 @@ def markdown(r: dict) -> str:
              f"{n['fidelity']:.4f} | {n['recall@1']:.3f} | {n['mrr']:.3f} | "
              f"{n['fidelity_pairs']:.4f} |")
   for name, q in r["quantized"].items():
-    L.append(f"| {name} | {_pm(q['fidelity'])} | {_pm(q['recall@1'], 3)} | {_pm(q['mrr'], 3)} | "
-             f"{_pm(q['fidelity_pairs'])} |")
+    L.append(f"| {name} | {mean_std(q['fidelity'])} | {mean_std(q['recall@1'], 3)} | "
+             f"{mean_std(q['mrr'], 3)} | "
+             f"{mean_std(q['fidelity_pairs'])} |")
 
-  L += ["", "## Outliers (DESIGN §4, real tokens only)", "",
+  L += ["", "## Outliers (docs/metrics.md, real tokens only)", "",
         "| Module set | Avg kurtosis | Max kurtosis (module) | Max inf-norm (module) | "
         "Dominant dim (FFN-output layers) | Sink rate | >6σ fraction |",
         "|---|---|---|---|---|---|---|"]
   for label, x in (("BERT set: FFN output + its LayerNorm", s),
                    ("+ attention-output LayerNorms", sa)):
-    L.append(f"| {label} ({x['num_modules']} modules) | {_f(x['avg_kurtosis'], 1)} | "
-             f"{_f(x['max_kurtosis'], 1)} ({x['max_kurtosis_module']}) | "
-             f"{_f(x['max_inf_norm'], 1)} ({x['max_inf_norm_module']}) | {dom['dim']} "
+    L.append(f"| {label} ({x['num_modules']} modules) | {grouped(x['avg_kurtosis'], 1)} | "
+             f"{grouped(x['max_kurtosis'], 1)} ({x['max_kurtosis_module']}) | "
+             f"{grouped(x['max_inf_norm'], 1)} ({x['max_inf_norm_module']}) | {dom['dim']} "
              f"({', '.join(map(str, dom['layers']))}) | "
              f"{x['sink_rate']:.2f} | {x['beyond_6sigma']:.1e} |")
   v = o["values"]
-  L += ["", f"Dominant dimension **{dom['dim']}**: max |x| {_f(dom['max_abs'], 1)} "
-        f"({_f(dom['ratio_to_median'], 0)}× the median dimension's max), the argmax of max |x| in "
+  L += ["", f"Dominant dimension **{dom['dim']}**: max |x| {grouped(dom['max_abs'], 1)} "
+        f"({grouped(dom['ratio_to_median'], 0)}× the median dimension's max), the argmax of max "
+        f"|x| in "
         f"the FFN outputs of layers {', '.join(map(str, dom['layers']))} and in "
         f"{len(dom['modules'])} of {len(o['module_set'])} modules. In `{v['module']}` over "
         f"{v['tokens']} tokens: median |x| {v['median_abs_dim']:.2f}, max {v['max_abs_dim']:.1f}, "
@@ -178,7 +173,7 @@ def markdown(r: dict) -> str:
         "| Top dim | Max \\|x\\| | × median | Peak module | Modules ≥ half its max |",
         "|---|---|---|---|---|"]
   for t in o["top_dims"]:
-    L.append(f"| {t['dim']} | {_f(t['max_abs'], 1)} | {_f(t['ratio_to_median'], 1)} | "
+    L.append(f"| {t['dim']} | {grouped(t['max_abs'], 1)} | {grouped(t['ratio_to_median'], 1)} | "
              f"{t['module']} | {', '.join(t['modules_over_half'])} |")
 
   if o.get("weights"):
@@ -193,7 +188,7 @@ def markdown(r: dict) -> str:
         "|---|---|---|---|---|"]
   dm = o["module_dim_max"]
   for name, m in o["modules"].items():
-    L.append(f"| {name} | {_f(m['kurtosis'], 1)} | {_f(m['inf_norm'], 1)} | "
+    L.append(f"| {name} | {grouped(m['kurtosis'], 1)} | {grouped(m['inf_norm'], 1)} | "
              f"{m['beyond_6sigma']:.1e} | {int(np.argmax(dm[name]))} |")
   L += ["", "| Layer | Heads with mean attention to [CLS] > 0.3 | Mean attention to [CLS] |",
         "|---|---|---|"]
@@ -245,7 +240,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv, log=print) -> int:
   """`study --preset minilm ...` (argv without the "study" word)."""
-  from outeffhop_jax.analysis import w8a8
+  from outeffhop_jax.analysis.quant import w8a8
 
   a = parser().parse_args(argv)
   settings = tuple(x for x in a.settings.split(",") if x)

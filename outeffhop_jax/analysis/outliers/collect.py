@@ -1,4 +1,4 @@
-"""Outlier metrics of a model over an evaluation set (DESIGN §4), collected in one jitted loop.
+"""Outlier metrics of a model over an evaluation set (docs/metrics.md), collected in one jitted loop.
 
 Inside one `nnx.jit` function per batch, `nn.capture` records the sown module outputs and reduces
 each outlier module x_BTD (rows = `as_rows(x, "sequence")`, weighted by the batch's example mask) to
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis import metrics
+from outeffhop_jax.analysis.outliers import metrics
 from outeffhop_jax.nn import capture
 
 HIST_EDGES = np.linspace(-4.0, 4.0, 81)  # log10 |x| bins: 1e-4 .. 1e4
@@ -85,7 +85,7 @@ def _batch_stats(model, inputs, w_B, family: str, num_maps: int, modules=None):
   inputs: the model's input array, or (input_ids_BT, attention_mask_BT) for token models."""
   if isinstance(inputs, tuple):
     ids_BT, tok_BT = inputs
-    fn = lambda m: m(ids_BT, attention_mask_BT=tok_BT)  # noqa: E731
+    fn = lambda m: m(ids_BT, attention_mask=tok_BT)  # noqa: E731
     tok_BT = tok_BT.astype(jnp.float32)
   else:
     fn, tok_BT = (lambda m: m(inputs)), None

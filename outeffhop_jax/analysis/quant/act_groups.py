@@ -31,7 +31,7 @@ from typing import Iterable
 import jax.numpy as jnp
 from flax import nnx
 
-from outeffhop_jax.analysis import w8a8
+from outeffhop_jax.analysis.quant import w8a8
 
 # (group, pattern searched in the dotted path); BERT, OPT and ViT module names.
 PATTERNS = (
@@ -56,15 +56,6 @@ def group_of(path: str) -> str:
     if pattern.search(path):
       return group
   return "other"
-
-
-def quantizer_groups(qmodel) -> dict[str, list[str]]:
-  """{group: [dotted quantizer paths]} of a quantized model, every group of GROUPS present."""
-  out = {g: [] for g in GROUPS}
-  for path, _ in w8a8.quantizers(qmodel):
-    name = ".".join(map(str, path))
-    out[group_of(name)].append(name)
-  return out
 
 
 def check_groups(groups: Iterable[str] | None) -> tuple[str, ...] | None:

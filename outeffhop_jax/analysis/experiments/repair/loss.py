@@ -9,7 +9,7 @@ layer, every position: the W8A8 calibration ranges see padding positions too):
         + penalty_weight * P(x)                                                         (1)
     P "magnitude": mean over tensors of mean_{b,t,d} relu(|x| - tau)^2          (tau default 6)
     P "kurtosis":  mean over tensors of mean_b log(max(kurt(x_b), tau) / tau)  (tau default 10;
-                   kurt = the Pearson kurtosis of DESIGN §4 of one sequence's T x D output)
+                   kurt = the Pearson kurtosis of docs/metrics.md of one sequence's T x D output)
     P "none":      0
 
 tau 6 for "magnitude": typical |x| of the FFN outputs is below 2 (p99.9 of all-MiniLM-L6-v2's
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from outeffhop_jax.analysis import metrics
+from outeffhop_jax.analysis.outliers import metrics
 from outeffhop_jax.models import sentence
 
 PENALTIES = ("magnitude", "kurtosis", "none")
@@ -166,7 +166,7 @@ def forward(model, ids_BT, mask_BT):
   """(last hidden state [B, T, D] float32, {captured name: array}) of a BERTEncoder."""
   from outeffhop_jax.nn.capture import capture
 
-  h, acts = capture(model, lambda m: m(ids_BT, attention_mask_BT=mask_BT))
+  h, acts = capture(model, lambda m: m(ids_BT, attention_mask=mask_BT))
   return h.astype(jnp.float32), acts
 
 

@@ -1,6 +1,6 @@
 """results.json / results.md / curve PNGs of `repair` (the papers' table layout, one row per run).
 
-Targets of issue #10 for each run, against the original model (the FP32 import):
+The repair targets for each run, against the original model (the FP32 import):
     avg kurtosis <= 0.5 x the original's;  FP32 fidelity >= 0.98;
     W8A8 fidelity "clearly higher": mean gain > 0.01 and > 3 x the larger std over calibration subsets.
 """
@@ -12,6 +12,7 @@ import os
 from matplotlib.figure import Figure
 
 from outeffhop_jax.analysis._io import json_default, save_figure
+from outeffhop_jax.analysis._format import grouped, mean_std
 
 KURTOSIS_RATIO, MIN_FIDELITY, MIN_W8A8_GAIN = 0.5, 0.98, 0.01
 
@@ -39,24 +40,15 @@ def targets(results: dict) -> dict:
   return out
 
 
-def _f(x, digits=2):
-  if x is None:
-    return "–"
-  return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
-
-
-def _pm(q, digits=4):
-  return f"{q['mean']:.{digits}f} ± {q['std']:.{digits}f}"
-
-
 def _row(label, ev, dim0, steps, wall):
   s, fp, w = ev["outliers"]["summary"], ev["fp32"], _w8(ev)
   dom = ev["outliers"]["dominant"]
   d0 = ev["outliers"]["dim_max"][dim0]
-  other = f" (now {dom['dim']}: {_f(dom['max_abs'], 1)})" if dom["dim"] != dim0 else ""
-  return (f"| {label} | {_f(s['avg_kurtosis'], 1)} | {_f(s['max_inf_norm'], 1)} | "
-          f"{_f(d0, 1)}{other} | {fp['fidelity']:.4f} | {fp['recall@1']:.3f} / {fp['mrr']:.3f} | "
-          f"{_pm(w['fidelity'])} | {_pm(w['recall@1'], 3)} | {steps} | {wall} |")
+  other = f" (now {dom['dim']}: {grouped(dom['max_abs'], 1)})" if dom["dim"] != dim0 else ""
+  return (f"| {label} | {grouped(s['avg_kurtosis'], 1)} | {grouped(s['max_inf_norm'], 1)} | "
+          f"{grouped(d0, 1)}{other} | {fp['fidelity']:.4f} | {fp['recall@1']:.3f} / "
+          f"{fp['mrr']:.3f} | "
+          f"{mean_std(w['fidelity'])} | {mean_std(w['recall@1'], 3)} | {steps} | {wall} |")
 
 
 def markdown(results: dict) -> str:
@@ -71,13 +63,13 @@ def markdown(results: dict) -> str:
        f"(1 - cos) of sentence embeddings" + (f" + {tr['hidden_weight']:g} x block-output MSE"
                                               if tr["hidden_weight"] else "")
        + f" + {tr['penalty_weight']:g} x {tr['penalty']} penalty (tau {tr['tau']:g}) on "
-       f"{', '.join(tr['penalty_modules'])} of every layer. Evaluation (`encoder_eval`): "
+       f"{', '.join(tr['penalty_modules'])} of every layer. Evaluation (`quant.fidelity`): "
        f"{opts['n_passages'] or 'all'} eval passages (fidelity = mean cosine to the FP32 "
-       f"teacher's embeddings; outliers over the DESIGN §4 BERT set, real tokens), "
+       f"teacher's embeddings; outliers over the BERT set of docs/metrics.md, real tokens), "
        f"{opts['n_pairs']} retrieval pairs, W8A8 mean ± std over {cal['subsets']} calibration "
        f"subsets of {cal['batches']} x {cal['batch_size']} train passages. Dim {dim0} is the "
        "original's dominant hidden dimension (its largest |x| over the modules and tokens; max "
-       "inf-norm is the max over modules of the mean over sequences of max |x|, DESIGN §4). Wall "
+       "inf-norm is the max over modules of the mean over sequences of max |x|, docs/metrics.md). Wall "
        "time per run includes its evaluations.", "",
        f"| Model | Avg kurtosis | Max inf-norm | Dim {dim0} max \\|x\\| | FP32 fidelity | "
        "FP32 recall@1 / MRR | W8A8 fidelity | W8A8 recall@1 | Steps run | Wall time |",
@@ -97,10 +89,10 @@ def markdown(results: dict) -> str:
   for v, s in results["step0"].items():
     w = s["quantized"]["W8A8"]["fidelity"]
     L.append(f"| {v} | {s['fp32']['fidelity']:.5f} | {s['fp32']['recall@1']:.3f} / "
-             f"{s['fp32']['mrr']:.3f} | {_f(s['outliers']['avg_kurtosis'], 1)} | "
-             f"{_pm(w)} ({len(w['values'])} subset{'s' if len(w['values']) > 1 else ''}) |")
+             f"{s['fp32']['mrr']:.3f} | {grouped(s['outliers']['avg_kurtosis'], 1)} | "
+             f"{mean_std(w)} ({len(w['values'])} subset{'s' if len(w['values']) > 1 else ''}) |")
 
-  L += ["", "## Targets (issue #10)", "",
+  L += ["", "## Targets", "",
         f"Avg kurtosis at most {KURTOSIS_RATIO:g} x the original's, FP32 fidelity at least "
         f"{MIN_FIDELITY}, W8A8 fidelity gain over the original above {MIN_W8A8_GAIN} and above "
         "3 x the larger std.", "",
@@ -118,8 +110,9 @@ def markdown(results: dict) -> str:
   for name, r in results["runs"].items():
     for p in r["curve"]:
       L.append(f"| {name} | {p['step']} | {p['distill']:.4f} | {p['penalty']:.4f} | "
-               f"{p['fidelity']:.4f} | {_f(p['avg_kurtosis'], 1)} | {_f(p['max_inf_norm'], 1)} | "
-               f"{_f(p['dim0_max_abs'], 1)} |")
+               f"{p['fidelity']:.4f} | {grouped(p['avg_kurtosis'], 1)} | "
+               f"{grouped(p['max_inf_norm'], 1)} | "
+               f"{grouped(p['dim0_max_abs'], 1)} |")
   files = [f for f in results.get("files", []) if f.endswith(".png")]
   if files:
     L += ["", "Figures: " + ", ".join(f"`{f}`" for f in files)]

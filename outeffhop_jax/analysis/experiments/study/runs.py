@@ -4,14 +4,15 @@
     ev = evaluate_model(run.model, run.task, eval_set(run, 8))    # {"loss", "perplexity", ...}
     cal = calibration_inputs(run, subset=1, num_batches=4)        # model inputs from the train split
 
-Evaluation uses the training system's batches and MLM masks (`train.eval_batches`, `eval_key`),
-so the float numbers equal the run's own eval; the same loop evaluates quantized copies.
+Evaluation is the training system's (`train.evaluation.run_eval` over `train.step.make_eval_step`,
+with its batches and MLM masks), so the float numbers equal the run's own eval; the same path
+evaluates quantized copies.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
-import math
 from typing import Any
 
 import jax
@@ -20,8 +21,10 @@ import numpy as np
 from flax import nnx
 
 from outeffhop_jax import train
+from outeffhop_jax.train import evaluation
 from outeffhop_jax.train import input as input_lib
 from outeffhop_jax.train import sharding
+from outeffhop_jax.train import step as step_lib
 
 CALIBRATION_SEED = 777
 
@@ -65,28 +68,23 @@ def calibration_inputs(run: train.LoadedRun, subset: int, num_batches: int) -> l
           for i, b in enumerate(batches)]
 
 
-def _stats(model, batch, key, task):
-  return task.stats(model, batch, key, deterministic=True)
+@functools.lru_cache(maxsize=16)
+def _eval_step(task, graphdef):
+  """The training system's jitted eval step for one model structure (quantized copies share one)."""
+  return jax.jit(step_lib.make_eval_step(task, graphdef))
 
 
-_jit_stats = nnx.jit(_stats, static_argnums=(3,))
+def _to_device(batch: dict) -> dict:
+  return {k: jnp.asarray(v) for k, v in batch.items()}
 
 
 def evaluate_model(model: nnx.Module, task, batches: list[EvalBatch]) -> dict[str, float]:
-  """Loss, accuracy (and perplexity for LMs) of `model` summed over `batches` (jitted per batch)."""
-  totals = {"loss_sum": 0.0, "weight": 0.0, "correct": 0.0}
-  pending = [_jit_stats(model, {k: jnp.asarray(v) for k, v in b.batch.items()}, b.key, task)
-             for b in batches]
-  for s in jax.device_get(pending):
-    for k in totals:
-      totals[k] += float(s[k])
-  w = max(totals["weight"], 1.0)
-  out = {"loss": totals["loss_sum"] / w, "accuracy": totals["correct"] / w, "count": totals["weight"]}
-  if task.name in ("causal_lm", "masked_lm"):
-    out["perplexity"] = math.exp(min(out["loss"], 700.0))
-  if task.name == "forecasting":  # loss_sum holds squared errors, correct absolute errors
-    out.update(mse=out["loss"], mae=out["accuracy"])
-  return out
+  """Loss, accuracy (and perplexity for LMs) of `model` summed over `batches`, by the training
+  system's evaluation (`train.evaluation.run_eval`: batch i uses `eval_key(i)`, perplexity capped
+  as in training), on one device."""
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  return evaluation.run_eval(_eval_step(task, graphdef), params, rest, [b.batch for b in batches],
+                             _to_device, task.name)
 
 
 def headline_metric(task_name: str) -> tuple[str, str, bool]:

@@ -1,4 +1,4 @@
-"""Uniform fake quantization and range estimation for the W8A8 protocol (DESIGN §5).
+"""Uniform fake quantization and range estimation for the W8A8 protocol (docs/w8a8.md).
 
 Asymmetric (activations, uint8):  the range [x_min, x_max] is first widened to contain 0, then
     delta = (x_max - x_min) / (2^b - 1),  z = round(-x_min / delta),

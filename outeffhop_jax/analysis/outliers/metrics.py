@@ -1,4 +1,4 @@
-"""Outlier metrics as the Qualcomm / OutEffHop code defines them (DESIGN §4).
+"""Outlier metrics as the Qualcomm / OutEffHop code defines them.
 
 Per row (a flattened module output of one sequence, or one token for per-token modules):
     kurtosis(x) = E[(x - mean)^4] / (std(x)^4 + 1e-6),  std unbiased (N - 1); Gaussian ~ 3.

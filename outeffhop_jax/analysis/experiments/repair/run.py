@@ -1,18 +1,18 @@
-"""Outlier repair of a pretrained encoder: a short distillation fine-tune on a CPU (issue #10).
+"""Outlier repair of a pretrained encoder: a short distillation fine-tune on a CPU.
 
     python -m outeffhop_jax.analysis repair --out /tmp/repair        # default: ~26 min, 2-core CPU
 
 The teacher is the imported checkpoint (all-MiniLM-L6-v2: FP32, softmax attention, frozen). The
 student is a copy whose attention may be changed (`attention_overrides(variant)`), trained in all
-its parameters on `doc_passages("train")` with distillation + an outlier penalty (`repair_loss`).
+its parameters on `doc_passages("train")` with distillation + an outlier penalty (`loss`).
 Parameters the checkpoint lacks start as the model config initialises them: a gate opens at
 gate_init (0.25: every head's output scaled by it, so the output moves at step 0), learned sinks
 start at 0 (= softmax1), clipped softmax starts at its gamma.
 
-Arms per attention variant V (the issue's ablation): "penalty" (vanilla attention + penalty: one
+Arms per attention variant V (the ablation): "penalty" (vanilla attention + penalty: one
 run whatever V), "swap" (V, no penalty), "both" (V + penalty). Each run logs a curve every
 `eval_every` steps on a fixed subset of the eval passages (distillation loss, penalty, FP32
-fidelity, avg kurtosis, max inf-norm, dominant-dim max |x|); `encoder_eval.evaluate` (FP32
+fidelity, avg kurtosis, max inf-norm, dominant-dim max |x|); `quant.fidelity.evaluate` (FP32
 fidelity, retrieval, outliers, W8A8 mean ± std) runs on the original, on each variant's step-0
 model (how far the attention change alone moves it) and at the end of each run.
 
@@ -20,7 +20,11 @@ Time: `time_budget_s` bounds the whole command. Before each run, what is left af
 evaluations still to come (timed on the original, not guessed) is shared among the remaining runs;
 after its first steps a run shortens its planned steps (and so its schedule) to its share, and a
 run past its share stops. Each run records steps requested, planned and run.
-`repair_report` writes results.json, results.md and the curve PNGs.
+`report` writes results.json, results.md and the curve PNGs.
+
+Over 400 lines because it still holds its own fine-tune loop, time-budget scheduling and CLI
+options side by side; the next cut moves the scheduling and options out and runs the steps on the
+training system's loop (`outeffhop_jax.train`) instead of a second one.
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis.repair_loss import (DEFAULT_TAU, PENALTIES, PENALTY_MODULES,
+from outeffhop_jax.analysis.experiments.repair.loss import (DEFAULT_TAU, PENALTIES, PENALTY_MODULES,
                                                 TrainOptions, learning_rate, loss_terms,
                                                 jit_teacher_targets, make_train_step)
 
@@ -154,7 +158,7 @@ class RepairOptions:
   eval_every: int = 25
   checkpoint: str = "all-MiniLM-L6-v2"
   n_passages: int | None = 128
-  max_len: int = 128             # evaluation sequences (encoder_eval)
+  max_len: int = 128             # evaluation sequences (quant.fidelity)
   n_pairs: int = 150
   calib_subsets: int = 3
   calib_batches: int = 16
@@ -222,7 +226,7 @@ _jit_eval_terms = nnx.jit(_eval_terms, static_argnums=(4,))
 
 
 def compact(ev: dict) -> dict:
-  """An `encoder_eval.evaluate` result without its bulky parts (histograms, value samples)."""
+  """An `quant.fidelity.evaluate` result without its bulky parts (histograms, value samples)."""
   out = {k: v for k, v in ev.items() if k != "outliers"}
   if "outliers" in ev:
     o = ev["outliers"]
@@ -237,23 +241,23 @@ class _Context:
   """What every run shares: teacher, tokenizer, evaluation data and FP32 references, timings."""
 
   def __init__(self, opts: RepairOptions, log):
-    from outeffhop_jax.analysis import encoder_eval as E
+    from outeffhop_jax.analysis.quant import fidelity
     from outeffhop_jax.models import hf, packaged
 
-    self.E, self.opts, self.log = E, opts, log
+    self.fidelity, self.opts, self.log = fidelity, opts, log
     self.path = packaged.checkpoint(opts.checkpoint)
     self.tok = packaged.tokenizer(self.path)
     self.teacher = hf.from_pretrained(self.path)
-    self.data = E.eval_data(self.tok, n_pairs=opts.n_pairs, n_passages=opts.n_passages,
-                            max_len=opts.max_len,
-                            calib_batches=opts.calib_batches,
-                            calib_batch_size=opts.calib_batch_size,
-                            calib_subsets=opts.calib_subsets, seed=opts.seed)
-    self.reference = E.teacher_outputs(self.teacher, self.data)
+    self.data = fidelity.eval_data(self.tok, n_pairs=opts.n_pairs, n_passages=opts.n_passages,
+                                   max_len=opts.max_len,
+                                   calib_batches=opts.calib_batches,
+                                   calib_batch_size=opts.calib_batch_size,
+                                   calib_subsets=opts.calib_subsets, seed=opts.seed)
+    self.reference = fidelity.teacher_outputs(self.teacher, self.data)
     n = len(self.data.passages)
     pick = sorted(set(np.linspace(0, n - 1, min(opts.curve_batches, n)).round().astype(int)))
     self.curve = [self.data.passages[i] for i in pick]
-    self.curve_ref = self.E.embed(self.teacher, self.curve)
+    self.curve_ref = self.fidelity.embed(self.teacher, self.curve)
     self.curve_targets = {}
     self.batches = train_batches(self.tok, opts, max(opts.steps, 1))
     self.t_eval = {}     # measured seconds: "full", "start", "curve"
@@ -282,8 +286,8 @@ class _Context:
 
   def evaluate(self, model, subsets: int, what: str) -> dict:
     t = time.perf_counter()
-    ev = self.E.evaluate(model, self.data, teacher=self.reference, calib_subsets=subsets,
-                         settings=("W8A8",), log=lambda m: self.log(f"  [{what}] {m}"))
+    ev = self.fidelity.evaluate(model, self.data, teacher=self.reference, calib_subsets=subsets,
+                                settings=("W8A8",), log=lambda m: self.log(f"  [{what}] {m}"))
     self.t_eval["full" if subsets == self.opts.calib_subsets else "start"] = (
         time.perf_counter() - t)
     return compact(ev)
@@ -296,11 +300,11 @@ def curve_point(ctx: _Context, model, step: int, lr: float, dim0: int) -> dict:
   terms = [_jit_eval_terms(model, tg, jnp.asarray(i), jnp.asarray(m), train)
            for tg, (i, m) in zip(ctx.targets(train), ctx.curve)]
   mean = {k: float(np.mean([float(x[k]) for x in terms])) for k in terms[0]}
-  o = ctx.E.outliers(model, ctx.curve, value_batches=1)
+  o = ctx.fidelity.outliers(model, ctx.curve, value_batches=1)
   s = o["summary"]
   point = {"step": step, "lr": lr, "distill": mean["mse"] + mean["cos"], "mse": mean["mse"],
            "cos": mean["cos"], "penalty": mean["penalty"],
-           "fidelity": ctx.E.fidelity(ctx.E.embed(model, ctx.curve), ctx.curve_ref),
+           "fidelity": ctx.fidelity.fidelity(ctx.fidelity.embed(model, ctx.curve), ctx.curve_ref),
            "avg_kurtosis": s["avg_kurtosis"], "max_inf_norm": s["max_inf_norm"],
            "dominant_dim": o["dominant"]["dim"], "dominant_max_abs": o["dominant"]["max_abs"],
            "dim0_max_abs": float(o["dim_max"][dim0])}
@@ -374,7 +378,7 @@ def _curve_line(run: Run, p: dict, planned: int) -> str:
 
 def run_repair(opts: RepairOptions, log: Callable[[str], None] = print) -> dict:
   """Runs every fine-tune of `opts.runs`; writes OUT/results.json, results.md and the curves."""
-  from outeffhop_jax.analysis import repair_report
+  from outeffhop_jax.analysis.experiments.repair import report as repair_report
   from outeffhop_jax.models import hf
 
   t_start = time.perf_counter()

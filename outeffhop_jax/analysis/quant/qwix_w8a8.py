@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from outeffhop_jax.analysis.w8a8 import HEAD_MODULES
+from outeffhop_jax.analysis.quant.w8a8 import HEAD_MODULES
 
 # Module paths kept in float: the family's head and every gate (qwix matches module paths).
 _HEADS = {"opt": ("embed_tokens",), "bert": HEAD_MODULES["bert"] + ("bert.word_embeddings",),

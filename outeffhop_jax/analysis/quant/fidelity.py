@@ -11,7 +11,7 @@ Metrics on L2-normalised mean-pooled embeddings e [N, D] (`models.sentence`):
     fidelity(e, e_ref) = mean_i <e_i, e_ref_i> / (|e_i| |e_ref_i|)      (cosine; 1 = identical)
     retrieval: query i ranks every document j by cos(q_i, d_j); the true document is j = i;
       recall@1 = mean_i [rank_i = 1],  MRR = mean_i 1 / rank_i  (ties count against the query).
-Outliers follow DESIGN §4 over real tokens only (`encoder_outliers.outliers`, re-exported here).
+Outliers follow docs/metrics.md over real tokens only (`outliers.encoder.outliers`, re-exported here).
 W8A8 is `w8a8.quantize_model` (family "bert"; the encoder has no head) calibrated by running
 min-max over training passages' batches, with the activation quantizers optionally restricted to
 named groups (`act_groups`).
@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis import act_groups, w8a8
-from outeffhop_jax.analysis.encoder_outliers import MODULES, PAPER_MODULES, outliers
+from outeffhop_jax.analysis.quant import act_groups
+from outeffhop_jax.analysis.quant import w8a8
+from outeffhop_jax.analysis.outliers.encoder import MODULES, PAPER_MODULES, outliers
 from outeffhop_jax.data import embedded
 from outeffhop_jax.models import sentence
 
@@ -128,7 +129,7 @@ def retrieval(q_emb, d_emb) -> dict:
 
 
 def _encode(model, ids_BT, mask_BT):
-  return model(ids_BT, attention_mask_BT=mask_BT)
+  return model(ids_BT, attention_mask=mask_BT)
 
 
 _jit_encode = nnx.jit(_encode)
@@ -161,7 +162,7 @@ def calibrate(qmodel: nnx.Module, calib_batch_list: Sequence[Batch], *,
 
 def quantize(model: nnx.Module, calib_batch_list: Sequence[Batch], *, setting="W8A8",
              groups: Iterable[str] | None = None, percentile: float | None = None) -> nnx.Module:
-  """A calibrated fake-quantized copy of `model` (DESIGN §5 protocol, family "bert").
+  """A calibrated fake-quantized copy of `model` (the docs/w8a8.md protocol, family "bert").
 
   setting: a `w8a8.SETTINGS` name or a QuantConfig; weights are quantized per it whatever `groups`.
   groups: activation-quantizer groups left on (`act_groups.GROUPS`: "embeddings", "qkv", "scores",
@@ -212,7 +213,7 @@ def eval_data(tokenizer, *, n_pairs: int = 300, n_passages: int | None = None, m
   spread over them). n_pairs: retrieval pairs (`retrieval_pairs`, same eval passages). Texts are
   ordered by token length (fidelity and retrieval do not depend on order) so that batches pad
   little. Calibration: `calib_subsets` disjoint subsets of `calib_batches` full batches of
-  `calib_batch_size` train passages each, drawn by `seed` (DESIGN §5: BERT 16 batches).
+  `calib_batch_size` train passages each, drawn by `seed` (docs/w8a8.md: BERT 16 batches).
   """
   ev = embedded.doc_passages("eval")
   if n_passages is not None and n_passages < len(ev):
@@ -270,7 +271,7 @@ def evaluate(model: nnx.Module, data: EvalData, *, teacher: dict, calib_subsets:
 
   Returns {"fp32": {fidelity, fidelity_pairs, recall@1, mrr}, "outliers": `outliers` of the eval
   passages (if with_outliers), "quantized": {setting: {metric: {mean, std, values}}}, ...}: each
-  setting calibrated on the first `calib_subsets` subsets of data.calib (DESIGN §5: mean +- std).
+  setting calibrated on the first `calib_subsets` subsets of data.calib (docs/w8a8.md: mean +- std).
   """
   if not 1 <= calib_subsets <= len(data.calib):
     raise ValueError(f"evaluate: calib_subsets must be in [1, {len(data.calib)}], got "

@@ -1,4 +1,4 @@
-"""DESIGN §4 outlier metrics of a BERT-style sentence encoder over padded (ids, mask) batches.
+"""Outlier metrics (docs/metrics.md) of a BERT-style sentence encoder over padded (ids, mask) batches.
 
 `outliers(model, batch_list)` runs `collect` with the attention mask (real tokens only) over the
 paper's BERT module set -- per layer the FFN output ("ffn_output") and its LayerNorm
@@ -16,12 +16,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis import collect, metrics
+from outeffhop_jax.analysis.outliers import collect
+from outeffhop_jax.analysis.outliers import metrics
 from outeffhop_jax.nn import capture
 
 Batch = tuple[np.ndarray, np.ndarray]  # (input_ids_BT int32, attention_mask_BT int32)
 FAMILY = "bert"
-# DESIGN §4's BERT set (FFN output and its LayerNorm) plus the attention-output LayerNorms.
+# The BERT set of docs/metrics.md (FFN output and its LayerNorm) plus the attention-output LayerNorms.
 PAPER_MODULES = ("ffn_output", "ffn_layer_norm")
 MODULES = PAPER_MODULES + ("attention_layer_norm",)
 
@@ -31,7 +32,7 @@ def _kind(name: str) -> str:
 
 
 def _column_values(model, ids_BT, mask_BT, name: str, dims):
-  _, acts = capture(model, lambda m: m(ids_BT, attention_mask_BT=mask_BT))
+  _, acts = capture(model, lambda m: m(ids_BT, attention_mask=mask_BT))
   return acts[name][..., jnp.asarray(dims)]
 
 
@@ -40,7 +41,7 @@ _jit_column_values = nnx.jit(_column_values, static_argnums=(3, 4))
 
 def outliers(model: nnx.Module, batch_list: Sequence[Batch], *, modules: Sequence[str] = MODULES,
              top_k: int = 5, value_batches: int = 4, bins: int = 70) -> dict:
-  """DESIGN §4 outlier metrics of an encoder over real tokens of `batch_list` (JSON-ready).
+  """Outlier metrics (docs/metrics.md) of an encoder over real tokens of `batch_list` (JSON-ready).
 
   Modules: per layer "ffn_output", "ffn_layer_norm" (the paper set, summarized in "summary") and
   "attention_layer_norm" ("summary_all" includes them). Rows are sequences (flattened real tokens).

@@ -5,7 +5,7 @@
 Per variant: `train.py --config configs/<preset>.py:<variant> --workdir <root>/<preset>_<variant>`
 (skipped when the workdir already holds the final checkpoint, resumed when it holds an earlier
 one), then on the run's evaluation batches: the float metric, the outlier metrics (`collect`) and
-the three outlier kinds of the Systematic Outliers taxonomy (`outlier_kinds`: activation, weight
+the three outlier kinds of the Systematic Outliers taxonomy (`outliers.kinds`: activation, weight
 and attention outliers) and the fake-quantized metric of every setting (`w8a8.SETTINGS`), each
 calibrated on `calib_subsets` disjoint subsets of training batches (mean +- std). Writes
 results.json, results.md and plots. Variants are any names configs/<preset>.py accepts.
@@ -24,8 +24,9 @@ import numpy as np
 
 from outeffhop_jax.analysis._io import json_default
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# Calibration batches per subset (DESIGN §5: BERT 16, OPT 4).
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))))
+# Calibration batches per subset (docs/w8a8.md: BERT 16, OPT 4).
 CALIB_BATCHES = {"bert": 16, "opt": 4, "vit": 4, "stanhop": 4}
 
 
@@ -127,7 +128,10 @@ def train_variant(opts: StudyOptions, variant: str, log=print) -> str:
 
 def analyse_variant(workdir: str, opts: StudyOptions, log=print) -> tuple[dict, dict]:
   """(JSON-ready results, attention maps) of one trained run."""
-  from outeffhop_jax.analysis import collect, outlier_kinds, runs, w8a8
+  from outeffhop_jax.analysis.outliers import collect
+  from outeffhop_jax.analysis.outliers import kinds as outlier_kinds
+  from outeffhop_jax.analysis.experiments.study import runs
+  from outeffhop_jax.analysis.quant import w8a8
 
   t = time.perf_counter()
   run = runs.load_run(workdir)
@@ -147,7 +151,7 @@ def analyse_variant(workdir: str, opts: StudyOptions, log=print) -> tuple[dict, 
                                  task, evs) for inputs in cal]
     quantized[name] = {**_spread(evals, task.name), "config": dataclasses.asdict(cfg)}
   if opts.qwix:
-    from outeffhop_jax.analysis import qwix_w8a8
+    from outeffhop_jax.analysis.quant import qwix_w8a8
 
     qq = qwix_w8a8.QwixW8A8(run.model, family, cal[0][0])
     evals = [runs.evaluate_model(qq.calibrate(inputs), task, evs) for inputs in cal]
@@ -174,7 +178,7 @@ def analyse_variant(workdir: str, opts: StudyOptions, log=print) -> tuple[dict, 
 
 
 def _spread(evals: list[dict], task_name: str) -> dict:
-  from outeffhop_jax.analysis import runs
+  from outeffhop_jax.analysis.experiments.study import runs
 
   vals = [runs.headline_value(e, task_name) for e in evals]
   losses = [e["loss"] for e in evals]
@@ -184,7 +188,8 @@ def _spread(evals: list[dict], task_name: str) -> dict:
 
 def run_study(opts: StudyOptions, log=print) -> dict:
   """Trains/reuses every variant, analyses each, writes DIR/results.{json,md} and the plots."""
-  from outeffhop_jax.analysis import plots, report
+  from outeffhop_jax.analysis.experiments.study import plots
+  from outeffhop_jax.analysis.experiments.study import report
 
   os.makedirs(opts.out, exist_ok=True)
   t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""W8A8 post-training fake quantization by NNX module surgery (DESIGN §5); no model file changes.
+"""W8A8 post-training fake quantization by NNX module surgery (docs/w8a8.md); no model file changes.
 
 `quantize_model(model, family, QuantConfig(...))` returns a copy of the model in which
   nnx.Linear / nnx.Conv / HeadsIn / HeadsOut   kernel fake-quantized once (symmetric, per tensor),
@@ -22,14 +22,14 @@ LayerNorm reads its quantized copy; in post-LayerNorm BERT the quantized sum is 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax.numpy as jnp
 from flax import nnx
 
-from outeffhop_jax.analysis import quant
+from outeffhop_jax.analysis.quant.quantizers import fake_quant, quantize_weight, update_range
 from outeffhop_jax.nn import MultiHeadAttention
-from outeffhop_jax.nn.gates import AttentionGate, OutputGate, apply_gate
+from outeffhop_jax.nn.attention import AttentionHooks
+from outeffhop_jax.nn.gates import AttentionGate, OutputGate
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
 
 # Top-level children kept in float per family (the papers keep the task head unquantized).
@@ -72,9 +72,9 @@ class QuantRange(nnx.Variable):
 
 
 class ActQuantizer(nnx.Module):
-  """Asymmetric per-tensor fake quantizer x -> x_hat on [x_min, x_max] (see `quant.fake_quant`).
+  """Asymmetric per-tensor fake quantizer x -> x_hat on [x_min, x_max] (see `quantizers.fake_quant`).
 
-  mode "off": identity. "calibrate": identity, the range follows `quant.update_range`.
+  mode "off": identity. "calibrate": identity, the range follows `quantizers.update_range`.
   "quantize": fake-quantize with the frozen range. An uncalibrated quantizer (calibrated False)
   has the range [0, 0] and maps everything to 0, so forgetting calibration cannot go unnoticed.
   bits None: always the identity (that side stays in float).
@@ -91,13 +91,12 @@ class ActQuantizer(nnx.Module):
     if self.bits is None or self.mode == "off":
       return x
     if self.mode == "calibrate":
-      lo, hi, flag = quant.update_range((self.x_min[...], self.x_max[...], self.calibrated[...]), x,
-                                        momentum=self.momentum, percentile=self.percentile,
-                                        where=where)
+      lo, hi, flag = update_range((self.x_min[...], self.x_max[...], self.calibrated[...]), x,
+                                  momentum=self.momentum, percentile=self.percentile, where=where)
       self.x_min[...], self.x_max[...], self.calibrated[...] = lo, hi, flag
       return x
-    return quant.fake_quant(x, num_bits=self.bits, symmetric=False, x_min=self.x_min[...],
-                            x_max=self.x_max[...])
+    return fake_quant(x, num_bits=self.bits, symmetric=False, x_min=self.x_min[...],
+                      x_max=self.x_max[...])
 
 
 class QuantOut(nnx.Module):
@@ -114,62 +113,49 @@ class QuantOut(nnx.Module):
 
 
 class QuantAttention(nnx.Module):
-  """`MultiHeadAttention` recomputed with quantizers on scores, probabilities and context.
+  """A `MultiHeadAttention` with activation quantizers on its scores, probabilities and context.
 
-  Same math as `ops.attention_weights` + the "reference" P.V of `ops.dot_product_attention`
-  (float32 scores and probabilities, sinks and gate as in `nn.MultiHeadAttention`); dropout is
-  not applied (post-training evaluation only).
+  Wraps the float layer and runs its own forward with `nn.AttentionHooks` (the "reference" path:
+  float32 scores and probabilities); the gate stays in float. Dropout is never applied
+  (post-training evaluation only). The quantizers are children of this module (paths
+  `<layer>.scores_q`, `.probs_q`, `.context_q`), so `ranges` and `act_groups` see them.
   """
 
   def __init__(self, inner: MultiHeadAttention, make_q):
     self.inner = inner
     self.scores_q, self.probs_q, self.context_q = make_q(), make_q(), make_q()
+    # Captured maps are sown here (".attn_probs", ".context" of this module), as the float layer's.
     self.capture_intermediates = inner.capture_intermediates
     self.capture_attention_probs = inner.capture_attention_probs
 
-  def __call__(self, x_BTD, *, context_BSD=None, mask=None, causal: bool = False,
-               deterministic: bool = True):
-    del deterministic
-    a = self.inner
-    c_BSD = x_BTD if context_BSD is None else context_BSD
-    B, T, _ = x_BTD.shape
-    S = c_BSD.shape[1]
-    N, K, H = a.num_heads, a.num_kv_heads, a.head_dim
-    q_BTNH, k_BSKH, v_BSKH = a.query(x_BTD), a.key(c_BSD), a.value(c_BSD)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q_BTNH.reshape(B, T, K, N // K, H), k_BSKH,
-                        preferred_element_type=jnp.float32)
-    logits_BNTS = logits.reshape(B, N, T, S) * (1.0 / math.sqrt(H))
-    valid = _valid_mask(mask, causal, T, S)
-    logits_BNTS = self.scores_q(logits_BNTS, where=valid)
-    sinks_N = a._sinks_N()
-    norm = a.norm if sinks_N is None else a.norm.with_sinks(
-        jnp.broadcast_to(jnp.asarray(sinks_N, jnp.float32), (N,))[:, None])
-    p_BNTS = norm(logits_BNTS, axis=-1, where=valid).astype(jnp.float32)
-    p_BNTS = self.probs_q(p_BNTS, where=valid)
+  def _probs(self, p_BNTS, where=None):
+    p_BNTS = self.probs_q(p_BNTS, where=where)
     if self.capture_attention_probs:
       self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
-    ctx = jnp.einsum("bkgts,bskh->btkgh", p_BNTS.reshape(B, K, N // K, T, S),
-                     v_BSKH.astype(jnp.float32))
-    ctx_BTNH = ctx.reshape(B, T, N, H).astype(q_BTNH.dtype)
-    ctx_BTNH = apply_gate(a.gate, x_BTD, ctx_BTNH)  # the gate itself stays in float
+    return p_BNTS
+
+  def _context(self, ctx_BTNH):
     ctx_BTNH = self.context_q(ctx_BTNH)
     if self.capture_intermediates:
       self.sow(nnx.Intermediate, "context", ctx_BTNH)
-    return a.out(ctx_BTNH)
+    return ctx_BTNH
 
-
-def _valid_mask(mask, causal, T, S):
-  valid = None if mask is None else jnp.asarray(mask, bool)
-  if causal:
-    causal_TS = jnp.arange(S)[None, :] <= jnp.arange(T)[:, None]
-    valid = causal_TS if valid is None else jnp.logical_and(valid, causal_TS)
-  return valid
+  def __call__(self, *args, **kwargs):
+    """The inner layer's call (same arguments) with the quantizers hooked in; deterministic."""
+    a = self.inner
+    saved = a.capture_intermediates, a.capture_attention_probs
+    a.capture_intermediates = a.capture_attention_probs = False  # sown by the hooks above instead
+    try:
+      return a(*args, **{**kwargs, "deterministic": True},
+               hooks=AttentionHooks(scores=self.scores_q, probs=self._probs, context=self._context))
+    finally:
+      a.capture_intermediates, a.capture_attention_probs = saved
 
 
 def _quantize_kernel(module, cfg: QuantConfig):
   if cfg.weight_bits is not None:
-    module.kernel[...] = quant.quantize_weight(module.kernel[...], num_bits=cfg.weight_bits,
-                                               method=cfg.weight_method).astype(module.kernel.dtype)
+    module.kernel[...] = quantize_weight(module.kernel[...], num_bits=cfg.weight_bits,
+                                         method=cfg.weight_method).astype(module.kernel.dtype)
 
 
 def _set_child(parent, key, child):

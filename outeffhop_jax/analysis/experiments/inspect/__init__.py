@@ -1,0 +1,1 @@
+"""Inspect a pretrained checkpoint (the packaged MiniLM today): `run` (CLI, results), `plots`."""

@@ -1,0 +1,83 @@
+"""Configs: fields derived from the variant follow command-line overrides; resume diffs are named.
+
+The overrides are applied the way `--config.variant=...` / `--config.data.seq_len=...` apply them:
+on the ConfigDict that get_config returned. The expected values are written out by hand from the
+papers' rules (OPT clipped gamma = -12 / T), not taken from the code under test.
+"""
+import importlib.util
+import os
+
+import ml_collections
+
+from outeffhop_jax.models import OPTConfig
+from outeffhop_jax.train import input as input_lib
+from outeffhop_jax.train import resume
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _preset(name: str, variant: str):
+  spec = importlib.util.spec_from_file_location(f"_rel_cfg_{name}",
+                                                os.path.join(REPO, "configs", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+def _resolved(config):
+  return input_lib.resolved_model_config(config, input_lib.tokenizer_for(config))
+
+
+def test_derived_fields_follow_overrides_made_after_get_config():
+  c = _preset("opt_tiny", "softmax1")
+  c.variant = "gated"  # what --config.variant=gated does
+  m = _resolved(c)
+  assert (m.normalizer, m.gate, m.gate_init) == ("softmax", "linear", 0.25)
+
+  c = _preset("opt_tiny", "clipped")
+  c.data.seq_len = 64  # --config.data.seq_len=64: gamma = -12 / 64, not -12 / 256
+  assert _resolved(c).normalizer == "clipped:-0.1875:1.0"
+
+  c = _preset("bert_tiny", "vanilla")
+  c.variant = "outgate"
+  m = _resolved(c)
+  assert (m.normalizer, m.gate, m.gate_init) == ("softmax", "output_elementwise", 0.5)
+
+  c = _preset("stanhop_tiny", "softmax1")
+  c.variant = "gsh"  # STanHop's own variant: learnable-alpha entmax
+  c.data.dataset = "embedded"
+  m = input_lib.resolved_model_config(c)
+  assert (m.normalizer, m.learn_alpha, m.gate) == ("entmax:1.5", True, "none")
+
+  # A field set explicitly in config.model still wins over the variant's.
+  c = _preset("opt_tiny", "gated")
+  c.model.normalizer = "softmax1"
+  m = _resolved(c)
+  assert (m.normalizer, m.gate) == ("softmax1", "linear")
+
+
+def _record(**model):
+  base = dict(vocab_size=264, max_len=32, d_model=32, num_layers=1, num_heads=4, d_ff=64)
+  cfg = OPTConfig.from_preset("tiny", **{**base, **model})
+  c = ml_collections.ConfigDict({"family": "opt", "variant": "softmax1", "model": {},
+                                 "train": {"num_steps": 4, "seed": 0},
+                                 "optimizer": {"learning_rate": 1e-3}, "mesh": {"data": -1}})
+  return c, cfg
+
+
+def test_resume_differences_name_each_field_and_spare_cadence():
+  c, cfg = _record(normalizer="softmax1")
+  old = resume.record(c, cfg)
+  c2, cfg2 = _record(normalizer="softmax")
+  c2.variant = "vanilla"
+  c2.train.num_steps = 100  # run length: may change
+  c2.mesh.data = 2  # layout: may change
+  c2.optimizer.learning_rate = 2e-3
+  diffs = resume.differences(old, resume.record(c2, cfg2))
+  assert diffs == [("model_config.normalizer", "softmax1", "softmax"),
+                   ("optimizer.learning_rate", 1e-3, 2e-3), ("variant", "softmax1", "vanilla")]
+  # A config.json written before "model_config" existed: its explicit model fields are compared.
+  legacy = {k: v for k, v in old.items() if k != "model_config"}
+  legacy["model"] = {"normalizer": "softmax1", "d_model": 32}
+  c3, cfg3 = _record(normalizer="softmax1", d_model=64)
+  assert resume.differences(legacy, resume.record(c3, cfg3)) == [("model_config.d_model", 32, 64)]
