@@ -4,6 +4,8 @@
       [--workdir_root W] [--variants vanilla,softmax1] [--steps N] [--set train.seed=1 ...]
 
 --variants takes any names the preset's get_config accepts (checked before anything trains).
+--seeds K trains every variant with seeds 0..K-1 (default 3 for the CPU presets *_tiny / *_cpu,
+1 otherwise) and reports mean ± 95 % t-intervals and paired differences to vanilla.
 
   python -m outeffhop_jax.analysis study --preset minilm --out /tmp/minilm_study [...]
 
@@ -43,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
   s.add_argument("--massive", default=None, metavar="TAU_ABS,K",
                  help="massive-activation criterion |x| > max(TAU_ABS, K * median |x|) "
                       "(default 100,1000: Sun et al. 2024)")
+  s.add_argument("--seeds", type=int, default=None, metavar="K",
+                 help="train each variant with seeds 0..K-1 (train.seed = data.shuffle_seed = k, "
+                      "paired by seed); results.md gets mean ± 95 %% t-intervals and paired "
+                      "differences to vanilla (default: 3 for CPU presets *_tiny / *_cpu, else 1)")
   s.add_argument("--no_plots", action="store_true")
   sub.add_parser("repair", add_help=False,
                  help="outlier repair of the packaged MiniLM by distillation (see repair --help)")
@@ -80,7 +86,12 @@ def main(argv=None, log=None) -> int:
       steps=args.steps, overrides=tuple(args.set), eval_batches=args.eval_batches,
       calib_subsets=args.calib_subsets, calib_batches=args.calib_batches, settings=settings,
       percentile=args.percentile, qwix=args.qwix, plots=not args.no_plots,
+      seeds=default_seeds(args.preset) if args.seeds is None else args.seeds,
       **({} if args.massive is None else {"massive": _pair(args.massive, "--massive")}))
+  try:
+    study.check_seeds(opts)
+  except ValueError as e:
+    raise SystemExit(f"--seeds: {e}") from e
   for v in variants:  # an unknown variant fails here, before hours of training the others
     try:
       study.load_config(opts, v)
@@ -88,6 +99,12 @@ def main(argv=None, log=None) -> int:
       raise SystemExit(f"preset {args.preset!r}, variant {v!r}: {e}") from e
   study.run_study(opts, log=log or (lambda m: print(m, flush=True)))
   return 0
+
+
+def default_seeds(preset: str) -> int:
+  """Seeds of a study when --seeds is not given: 3 for the CPU presets (*_tiny, *_cpu), else 1
+  (a GPU/TPU preset's run is hours; ask for its seeds explicitly)."""
+  return 3 if preset.endswith(("_tiny", "_cpu")) else 1
 
 
 def _encoder_preset(argv) -> bool:

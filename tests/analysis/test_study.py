@@ -61,7 +61,7 @@ def test_study_on_stanhop_reports_mse_and_quantizes(tmp_path):
   out, root = tmp_path / "out", tmp_path / "runs"
   argv = ["study", "--preset", "stanhop_tiny", "--out", str(out), "--workdir_root", str(root),
           "--variants", "softmax1", "--steps", "20", "--settings", "W8A8", "--calib_batches", "2",
-          "--no_plots"]
+          "--no_plots", "--seeds", "1"]
   assert cli.main(argv, log=lambda _: None) == 0
   with open(os.path.join(out, "results.json")) as f:
     r = json.load(f)["results"]["softmax1"]
@@ -80,3 +80,49 @@ def test_unknown_variant_fails_before_anything_trains(tmp_path):
     cli.main(["study", "--preset", "opt_tiny", "--out", str(tmp_path / "o"),
               "--variants", "vanilla,nonsense"], log=lambda _: None)
   assert not (tmp_path / "o").exists()
+
+
+def test_study_with_two_seeds_reports_intervals_and_paired_differences(small_study, study_argv,
+                                                                        tmp_path):
+  """--seeds 2: seed 0 reuses the single-seed runs (trained with seed 0), seed 1 trains into
+  *_seed1; results.json keeps both seeds, results.md the t-interval and paired difference,
+  recomputed here from the per-seed values with scipy."""
+  import numpy as np
+  from scipy import stats as sps
+
+  _, root, _ = small_study
+  out, lines = tmp_path / "seeds", []
+  argv = study_argv(out, root)
+  argv[argv.index("--seeds") + 1] = "2"
+  argv += ["--settings", "W8A8", "--calib_subsets", "2"]
+  assert cli.main(argv, log=lines.append) == 0
+  assert sum("reusing" in m for m in lines) == 2 and sum("training" in m for m in lines) == 2
+  assert os.path.isdir(os.path.join(root, "opt_tiny_softmax1_seed1", "checkpoints"))
+  with open(out / "results.json") as f:
+    study = json.load(f)
+  assert study["seeds"] == [0, 1]
+  for v in ("vanilla", "softmax1"):
+    assert [r["seed"] for r in study["per_seed"][v]] == [0, 1]
+    cfg = json.load(open(os.path.join(study["per_seed"][v][1]["workdir"], "config.json")))
+    assert cfg["train"]["seed"] == 1 and cfg["data"]["shuffle_seed"] == 1
+  kv = [r["outliers"]["summary"]["avg_kurtosis"] for r in study["per_seed"]["vanilla"]]
+  ks = [r["outliers"]["summary"]["avg_kurtosis"] for r in study["per_seed"]["softmax1"]]
+  assert kv[0] != kv[1]  # a different seed is a different run
+
+  def interval(x):
+    x = np.asarray(x, np.float64)
+    return x.mean(), sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+
+  md = (out / "results.md").read_text()
+  m, h = interval(kv)
+  assert f"{m:.2f} ± {h:.2f}" in md
+  d, hd = interval(np.subtract(ks, kv))
+  cell = f"{d:+.2f} ± {hd:.2f}" + (" *" if abs(d) > hd else "")
+  assert "## Paired difference to Vanilla" in md
+  row = next(line for line in md.splitlines() if line.startswith("| OutEffHop (softmax1) | +"))
+  assert cell in row
+  w8 = [[r["quantized"]["W8A8"]["mean"] - r["fp"]["perplexity"] for r in study["per_seed"][v]]
+        for v in ("vanilla", "softmax1")]
+  d, hd = interval(np.subtract(w8[1], w8[0]))
+  assert f"{d:+.3f} ± {hd:.3f}" in row
+  assert os.path.getsize(out / "seeds.png") > 0 and os.path.getsize(out / "per_layer.png") > 0
