@@ -67,6 +67,7 @@ class Subject:
   source: str                       # "huggingface" or "workdir"
   architecture: str
   output: str                       # what fidelity compares: "final hidden states" or "logits"
+  center: bool                      # fidelity of centred vectors (logits)
   eval_inputs: list                 # [inputs_B...] arrays
   eval_weights: list                # [w_B] row weights (0 = padding row)
   calib: list                       # calib_subsets lists of inputs
@@ -206,6 +207,7 @@ def _hf_subject(opts: InspectOptions, cfg: dict) -> Subject:
            for s in range(opts.calib_subsets)]
   return Subject(model=model, family=family, source="huggingface", architecture=arch,
                  output="final hidden states" if arch == "BertModel" else "logits",
+                 center=arch != "BertModel",
                  eval_inputs=eval_inputs, eval_weights=[np.ones(len(x), np.float32)
                                                         for x in eval_inputs],
                  calib=calib, token_name=names, data=data,
@@ -228,12 +230,15 @@ def _workdir_subject(opts: InspectOptions) -> Subject:
   else:
     names = lambda i: f"id {i}"  # noqa: E731
   return Subject(model=run.model, family=family, source="workdir",
-                 architecture=f"{family} ({run.config.variant}, step {run.step})",
-                 output="model outputs (logits / forecasts)",
+                 architecture=f"{family} workdir",
+                 output="forecasts" if family == "stanhop" else "logits",
+                 center=family != "stanhop",
                  eval_inputs=[b.inputs for b in evs], eval_weights=[b.weights for b in evs],
                  calib=calib, token_name=names,
-                 data=f"{len(evs)} evaluation batches of the run's own data "
-                      f"({run.config.data.get('name', 'its dataset') if 'data' in run.config else ''})",
+                 data=f"{len(evs)} evaluation batches of the run's own data (dataset "
+                      f"{run.config.data.get('dataset', '?')!r}, split "
+                      f"{run.config.data.get('eval_split', '?')!r}); calibration: its training "
+                      "stream",
                  info={"variant": run.config.variant, "step": run.step,
                        "normalizer": run.model_cfg.normalizer})
 
@@ -258,12 +263,16 @@ def outputs(model: nnx.Module, inputs: list) -> list[np.ndarray]:
   return [np.asarray(_jit_forward(model, jnp.asarray(x)), np.float32) for x in inputs]
 
 
-def fidelity(outs: list[np.ndarray], refs: list[np.ndarray], weights: list[np.ndarray]) -> float:
+def fidelity(outs: list[np.ndarray], refs: list[np.ndarray], weights: list[np.ndarray], *,
+             center: bool = False) -> float:
   """Weighted mean over vectors (last axis) of cos(out, ref); row weights w_B broadcast over the
-  other axes (tokens)."""
+  other axes (tokens). center: subtract each vector's mean first (for logits: softmax ignores a
+  common shift, and the shared offset of a vocabulary's logits would push every cosine to 1)."""
   num_, den = 0.0, 0.0
   for o, r, w in zip(outs, refs, weights):
     o, r = o.astype(np.float64), r.astype(np.float64)
+    if center:
+      o, r = o - o.mean(-1, keepdims=True), r - r.mean(-1, keepdims=True)
     cos = np.sum(o * r, -1) / np.maximum(np.linalg.norm(o, axis=-1) * np.linalg.norm(r, axis=-1),
                                          1e-30)
     wb = np.broadcast_to(np.asarray(w, np.float64).reshape((-1,) + (1,) * (cos.ndim - 1)),
@@ -334,7 +343,7 @@ def quantized_fidelity(subject: Subject, refs, opts: InspectOptions, log=print) 
     cfg = dataclasses.replace(w8a8.SETTINGS[name], percentile=opts.percentile)
     template = w8a8.quantize_model(subject.model, subject.family, cfg)
     vals = [fidelity(outputs(w8a8.calibrate(nnx.clone(template), cal), subject.eval_inputs), refs,
-                     subject.eval_weights) for cal in subject.calib]
+                     subject.eval_weights, center=subject.center) for cal in subject.calib]
     res[name] = {"values": vals, "mean": float(np.mean(vals)), "std": float(np.std(vals)),
                  "config": dataclasses.asdict(cfg)}
     log(f"{name}: fidelity {res[name]['mean']:.4f} ± {res[name]['std']:.4f} "
@@ -357,7 +366,8 @@ def ablation(subject: Subject, refs, opts: InspectOptions, setting: str = "W8A8"
     n_on = sum(on.values())
     if row not in ("none", "all") and n_on == 0:
       continue
-    rows[row] = {"fidelity": fidelity(outputs(q, subject.eval_inputs), refs, subject.eval_weights),
+    rows[row] = {"fidelity": fidelity(outputs(q, subject.eval_inputs), refs, subject.eval_weights,
+                                      center=subject.center),
                  "quantizers": n_on}
     log(f"ablation {row:>12}: fidelity {rows[row]['fidelity']:.4f} ({n_on} quantizers)")
   ranking = sorted((g for g in rows if g not in ("none", "all")), key=lambda g: rows[g]["fidelity"])
@@ -394,7 +404,8 @@ def run(opts: InspectOptions, log=print) -> dict:
             "carriers": carriers(subject, outl["top_dims"], opts.top_dims),
             "sink_heads": sink_heads(outl), "outlier_kinds": kinds,
             "weights": encoder.weight_outliers(subject.model),
-            "fp32_fidelity": fidelity(refs, refs, subject.eval_weights),
+            "fp32_fidelity": fidelity(refs, refs, subject.eval_weights, center=subject.center),
+            "centered": subject.center,
             "quantized": quantized_fidelity(subject, refs, opts, log=log)}
   for c in report["carriers"]:
     log(f"[inspect] dim {c['dim']} ({c['module']}): max |x| {c['max_abs']:.1f}, carried by "
@@ -478,13 +489,15 @@ def markdown(r: dict) -> str:
              f"{100 * w['zeroed']:.0f} % |")
   L += ["", "## Fake quantization: fidelity to FP32", "",
         f"Fidelity = mean cosine between the quantized and the FP32 {r['output']} (one vector per "
-        "token or image); docs/w8a8.md protocol (weights symmetric per tensor, W4: MSE clipping; "
+        "token or image" + ("; each vector centred first, since softmax ignores a common shift"
+                            if r.get("centered") else "") + "); docs/w8a8.md protocol (weights symmetric per tensor, W4: MSE clipping; "
         "activations asymmetric per tensor, running min-max), mean ± std over "
         f"{r['options']['calib_subsets']} calibration subsets.", "",
-        "| Setting | Fidelity | Per subset |", "|---|---|---|",
-        f"| FP32 | {r['fp32_fidelity']:.4f} | – |"]
+        "| Setting | Fidelity | 1 − fidelity | Per subset |", "|---|---|---|---|",
+        f"| FP32 | {r['fp32_fidelity']:.5f} | {1 - r['fp32_fidelity']:.1e} | – |"]
   for name, q in r["quantized"].items():
-    L.append(f"| {name} | {mean_std(q, 4)} | {', '.join(f'{v:.4f}' for v in q['values'])} |")
+    L.append(f"| {name} | {mean_std(q, 5)} | {1 - q['mean']:.1e} | "
+             f"{', '.join(f'{v:.5f}' for v in q['values'])} |")
   abl = r.get("ablation")
   if abl:
     base = abl["rows"]["none"]["fidelity"]
@@ -495,8 +508,8 @@ def markdown(r: dict) -> str:
     for g in ["none"] + abl["ranking"] + ["all"]:
       x = abl["rows"][g]
       label = {"none": "none (weights only)", "all": "all (full protocol)"}.get(g, g)
-      L.append(f"| {label} | {x['quantizers']} | {x['fidelity']:.4f} | "
-               f"{x['fidelity'] - base:+.4f} |")
+      L.append(f"| {label} | {x['quantizers']} | {x['fidelity']:.5f} | "
+               f"{x['fidelity'] - base:+.1e} |")
   if r.get("plots"):
     L += ["", "Figures: " + ", ".join(f"`{p}`" for p in r["plots"])]
   L += ["", f"Total time {r.get('total_seconds', 0):.0f} s.", ""]
