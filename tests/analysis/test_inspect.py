@@ -37,7 +37,8 @@ def test_inspect_names_the_planted_dimension_and_its_carrier(planted_opt, tmp_pa
   out = tmp_path / "report"
   lines = []
   argv = ["inspect", str(path), "--out", str(out), "--seq_len", "32", "--num_rows", "16",
-          "--batch_size", "8", "--calib_batches", "1", "--calib_subsets", "2"]
+          "--batch_size", "8", "--calib_batches", "1", "--calib_subsets", "2",
+          "--settings", "W8A8,W4A8"]
   assert cli.main(argv, log=lines.append) == 0
   r = json.loads((out / "report.json").read_text())
   md = (out / "report.md").read_text()
@@ -55,7 +56,7 @@ def test_inspect_names_the_planted_dimension_and_its_carrier(planted_opt, tmp_pa
   assert abs(top["max_abs"] - ref) < 0.05 * ref
   assert f"| {DIM} |" in md and f"`<start id {BOS}>` (16)" in md
   q = r["quantized"]
-  assert set(q) == {"W8A8", "W6A8", "W4A8"} and len(q["W8A8"]["values"]) == 2
+  assert set(q) == {"W8A8", "W4A8"} and len(q["W8A8"]["values"]) == 2
   assert 0 < q["W4A8"]["mean"] <= 1.0 and abs(r["fp32_fidelity"] - 1) < 1e-6
   abl = r["ablation"]["rows"]
   assert {"none", "all", "ffn_output", "residual"} <= set(abl)

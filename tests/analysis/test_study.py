@@ -94,7 +94,8 @@ def test_study_with_two_seeds_reports_intervals_and_paired_differences(small_stu
   out, lines = tmp_path / "seeds", []
   argv = study_argv(out, root)
   argv[argv.index("--seeds") + 1] = "2"
-  argv += ["--settings", "W8A8", "--calib_subsets", "2"]
+  argv[argv.index("--calib_subsets") + 1] = "1"
+  argv += ["--settings", "W8A8", "--eval_batches", "1"]
   assert cli.main(argv, log=lines.append) == 0
   assert sum("reusing" in m for m in lines) == 2 and sum("training" in m for m in lines) == 2
   assert os.path.isdir(os.path.join(root, "opt_tiny_softmax1_seed1", "checkpoints"))
