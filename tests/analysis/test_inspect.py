@@ -1,8 +1,7 @@
-"""`inspect` on a saved Hugging Face checkpoint with a planted massive activation, and bad folders."""
+"""`inspect` on a saved Hugging Face checkpoint with a planted massive activation; bad folders."""
 import json
 import os
 
-import numpy as np
 import pytest
 
 from outeffhop_jax.analysis import __main__ as cli
@@ -60,7 +59,8 @@ def test_inspect_names_the_planted_dimension_and_its_carrier(planted_opt, tmp_pa
   assert 0 < q["W4A8"]["mean"] <= 1.0 and abs(r["fp32_fidelity"] - 1) < 1e-6
   abl = r["ablation"]["rows"]
   assert {"none", "all", "ffn_output", "residual"} <= set(abl)
-  assert abl["none"]["quantizers"] == 0 and abl["all"]["quantizers"] > abl["ffn_output"]["quantizers"]
+  assert abl["none"]["quantizers"] == 0
+  assert abl["all"]["quantizers"] > abl["ffn_output"]["quantizers"] > 0
   assert sum(len(v) for v in r["sink_heads"].values()) <= 8 and r["weights"]
   for p in ("report_per_layer.png", "report_dim_max.png", "report_fidelity.png",
             "report_ablation.png", "report_attention.png"):

@@ -29,7 +29,7 @@ import glob
 import json
 import os
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -85,8 +85,9 @@ def check_folder(path: str) -> tuple[str, dict]:
   from outeffhop_jax.models import hf
 
   if not os.path.isdir(path):
-    raise FileNotFoundError(f"inspect: {path!r} is not a folder (expected a Hugging Face checkpoint "
-                            "folder with config.json + *.safetensors, or a training workdir)")
+    raise FileNotFoundError(f"inspect: {path!r} is not a folder (expected a Hugging Face "
+                            "checkpoint folder with config.json + *.safetensors, or a training "
+                            "workdir)")
   cfg_path = os.path.join(path, "config.json")
   if not os.path.isfile(cfg_path):
     has = ("*.safetensors" if glob.glob(os.path.join(path, "*.safetensors")) else
@@ -154,7 +155,8 @@ class _TokenizerIds:
 
   def name(self, i: int) -> str:
     inner = getattr(self.tok, "_tok", None)
-    return (inner.id_to_token(i) if inner is not None else None) or self.tok.decode([i]) or f"id {i}"
+    name = inner.id_to_token(i) if inner is not None else None
+    return name or self.tok.decode([i]) or f"id {i}"
 
 
 def _batched(x: np.ndarray, batch_size: int) -> list[np.ndarray]:
@@ -449,8 +451,8 @@ def markdown(r: dict) -> str:
   for layer, k, i in zip(pl["layer"], pl["kurtosis"], pl["inf_norm"]):
     L.append(f"| {layer} | {grouped(k, 2)} | {grouped(i, 2)} |")
   L += ["", "## Dominant hidden dimensions and their carriers", "",
-        f"A value of dimension d is massive when |x| > {MASSIVE_FRACTION:g} × the largest |x| of d "
-        "(in the module where d peaks).", "",
+        f"A value of dimension d is massive when |x| > {MASSIVE_FRACTION:g} × the largest |x| of "
+        "d (in the module where d peaks).", "",
         "| Dim | Max \\|x\\| | × median dim | Peak module | Massive values | Carrier tokens | "
         "Carrier positions |", "|---|---|---|---|---|---|---|"]
   by_dim = {c["dim"]: c for c in r["carriers"]}
@@ -476,12 +478,12 @@ def markdown(r: dict) -> str:
         f"{num(k['attn_first_token_mass'], 3)}.", "",
         "| Layer | Sink heads (token 0) | Mean attention to token 0 per head |", "|---|---|---|"]
   for n, v in o["sink_first_token"].items():
-    L.append(f"| {n.split('.attn_probs')[0]} | {r['sink_heads'][n.split('.attn_probs')[0]] or '–'} "
-             f"| {', '.join(f'{x:.2f}' for x in v)} |")
+    layer = n.split(".attn_probs")[0]
+    L.append(f"| {layer} | {r['sink_heads'][layer] or '–'} | {', '.join(f'{x:.2f}' for x in v)} |")
   L += ["", "## Weight outliers", "",
         f"Weight max/median {num(k['weight_max_ratio'], 1)}, weight kurtosis (mean over matrices) "
-        f"{num(k['weight_avg_kurtosis'])}, LayerNorm γ max/median {num(k['ln_gamma_max_ratio'], 1)}. "
-        "Kernels worst for per-tensor weight quantization:", "",
+        f"{num(k['weight_avg_kurtosis'])}, LayerNorm γ max/median "
+        f"{num(k['ln_gamma_max_ratio'], 1)}. Kernels worst for per-tensor weight quantization:", "",
         "| Kernel | max \\|w\\| / std | max \\|w\\| | Output feature | Zeroed at 8 bits |",
         "|---|---|---|---|---|"]
   for w in r["weights"]:
@@ -490,7 +492,8 @@ def markdown(r: dict) -> str:
   L += ["", "## Fake quantization: fidelity to FP32", "",
         f"Fidelity = mean cosine between the quantized and the FP32 {r['output']} (one vector per "
         "token or image" + ("; each vector centred first, since softmax ignores a common shift"
-                            if r.get("centered") else "") + "); docs/w8a8.md protocol (weights symmetric per tensor, W4: MSE clipping; "
+                            if r.get("centered") else "")
+        + "); docs/w8a8.md protocol (weights symmetric per tensor, W4: MSE clipping; "
         "activations asymmetric per tensor, running min-max), mean ± std over "
         f"{r['options']['calib_subsets']} calibration subsets.", "",
         "| Setting | Fidelity | 1 − fidelity | Per subset |", "|---|---|---|---|",

@@ -120,7 +120,9 @@ def write_checkpoint_report(report: dict, maps: dict, out: str) -> list[str]:
   if report["quantized"]:
     paths.append(save_figure(fidelity_settings(report), os.path.join(out, "report_fidelity.png")))
   if report.get("ablation"):
-    paths.append(save_figure(ablation(report["ablation"]), os.path.join(out, "report_ablation.png")))
+    paths.append(save_figure(ablation(report["ablation"]),
+                             os.path.join(out, "report_ablation.png")))
   if maps:
-    paths.append(save_figure(study_plots.attention(maps, name), os.path.join(out, "report_attention.png")))
+    paths.append(save_figure(study_plots.attention(maps, name),
+                             os.path.join(out, "report_attention.png")))
   return paths
