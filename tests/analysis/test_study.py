@@ -127,3 +127,47 @@ def test_study_with_two_seeds_reports_intervals_and_paired_differences(small_stu
   d, hd = interval(np.subtract(w8[1], w8[0]))
   assert f"{d:+.3f} ± {hd:.3f}" in row
   assert os.path.getsize(out / "seeds.png") > 0 and os.path.getsize(out / "per_layer.png") > 0
+
+
+def test_seed_options_are_checked_before_anything_trains(tmp_path):
+  """--seeds sets train.seed / data.shuffle_seed, so a --set of them clashes; a reused workdir
+  trained with another seed is refused."""
+  from outeffhop_jax.analysis.experiments.study import run as study
+
+  base = ["study", "--preset", "opt_tiny", "--out", str(tmp_path / "o"), "--variants", "vanilla"]
+  with pytest.raises(SystemExit, match="train.seed=1"):
+    cli.main(base + ["--seeds", "2", "--set", "train.seed=1"], log=lambda _: None)
+  with pytest.raises(SystemExit, match=">= 1"):
+    cli.main(base + ["--seeds", "0"], log=lambda _: None)
+  assert not (tmp_path / "o").exists()
+  opts = study.StudyOptions(preset="opt_tiny", out=str(tmp_path / "o"), seeds=2)
+  wd = tmp_path / "o" / "runs" / "opt_tiny_vanilla_seed1"
+  wd.mkdir(parents=True)
+  (wd / "config.json").write_text(json.dumps({"train": {"seed": 0}, "data": {"shuffle_seed": 0}}))
+  assert study.workdir_of(opts, "vanilla", 1) == str(wd)
+  with pytest.raises(ValueError, match="not seed 1"):
+    study.train_variant(opts, "vanilla", log=lambda _: None, seed=1)
+
+
+def test_seed_stats_and_report_from_hand_values():
+  """Three seeds of hand-written results: t-interval and paired difference against numbers
+  computed here (t(0.975, 2) = 4.302653), and the * where the interval excludes 0."""
+  from outeffhop_jax.analysis.experiments.study import report, seeds
+
+  def res(v, kurt, ppl):
+    return {"family": "opt", "fp": {"perplexity": ppl}, "outliers": {"summary": {
+        "avg_kurtosis": kurt, "max_inf_norm": 1.0, "sink_rate": 0.0}},
+        "quantized": {"W8A8": {"mean": ppl + 1.0}}}
+  per_seed = {"vanilla": [res("vanilla", k, p) for k, p in ((10, 20), (12, 21), (14, 25))],
+              "softmax1": [res("softmax1", k, p) for k, p in ((8, 22), (9, 20), (11, 26))]}
+  s = seeds.seed_stats(per_seed)
+  k = s["metrics"]["vanilla"]["avg_kurtosis"]
+  assert k["mean"] == pytest.approx(12.0) and k["half_width"] == pytest.approx(4.302653 * 2 / 3**0.5)
+  d = s["paired"]["softmax1"]["avg_kurtosis"]  # differences -2, -3, -3
+  assert d["mean"] == pytest.approx(-8 / 3)
+  assert d["half_width"] == pytest.approx(4.302653 * (1 / 3) ** 0.5 / 3**0.5) and d["excludes_zero"]
+  assert not s["paired"]["softmax1"]["fp"]["excludes_zero"]  # +2, -1, +1
+  md = report._seeds_section({"seeds": [0, 1, 2], "settings": ["W8A8"], "seed_stats": s}, "ppl")
+  row = next(line for line in md if line.startswith("| OutEffHop (softmax1) | -") or
+             line.startswith("| OutEffHop (softmax1) | +"))
+  assert f"{-8 / 3:+.2f} ± {4.302653 / 3:.2f} *" in row and "+0.667 ± " in row
