@@ -162,7 +162,8 @@ def test_seed_stats_and_report_from_hand_values():
               "softmax1": [res("softmax1", k, p) for k, p in ((8, 22), (9, 20), (11, 26))]}
   s = seeds.seed_stats(per_seed)
   k = s["metrics"]["vanilla"]["avg_kurtosis"]
-  assert k["mean"] == pytest.approx(12.0) and k["half_width"] == pytest.approx(4.302653 * 2 / 3**0.5)
+  assert k["mean"] == pytest.approx(12.0)
+  assert k["half_width"] == pytest.approx(4.302653 * 2 / 3**0.5)
   d = s["paired"]["softmax1"]["avg_kurtosis"]  # differences -2, -3, -3
   assert d["mean"] == pytest.approx(-8 / 3)
   assert d["half_width"] == pytest.approx(4.302653 * (1 / 3) ** 0.5 / 3**0.5) and d["excludes_zero"]
