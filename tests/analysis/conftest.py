@@ -16,7 +16,7 @@ STEPS = 300
 def study_argv(out, root, variants="vanilla,softmax1"):
   argv = ["study", "--preset", "opt_tiny", "--out", str(out), "--workdir_root", str(root),
           "--variants", variants, "--steps", str(STEPS), "--calib_batches", "2",
-          "--calib_subsets", "3"]
+          "--calib_subsets", "3", "--seeds", "1"]
   for s in SMALL:
     argv += ["--set", s]
   return argv

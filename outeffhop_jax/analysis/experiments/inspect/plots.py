@@ -5,6 +5,11 @@ dim_max.png              the largest |x| per hidden dimension (FFN outputs; all 
                          dimension annotated
 outlier_values.png       histogram of the dominant dimension's values vs a typical dimension
 ablation.png             embedding fidelity with one activation group quantized at a time
+
+`write_checkpoint_report` draws the `inspect` command's figures: report_per_layer.png,
+report_dim_max.png (as the training study's), report_fidelity.png (fidelity per setting, error
+bars = std over calibration subsets), report_ablation.png and report_attention.png (first and last
+attention layer).
 """
 from __future__ import annotations
 
@@ -87,4 +92,37 @@ def write_all(results: dict, out: str) -> list[str]:
            save_figure(values(outl), os.path.join(out, "outlier_values.png"))]
   if results.get("ablation"):
     paths.append(save_figure(ablation(results["ablation"]), os.path.join(out, "ablation.png")))
+  return paths
+
+
+def fidelity_settings(report: dict) -> Figure:
+  q = report["quantized"]
+  names = list(q)
+  fig = Figure(figsize=(1.4 * len(names) + 2.5, 3.2))
+  ax = fig.subplots()
+  ax.bar(np.arange(len(names)), [q[n]["mean"] for n in names],
+         yerr=[q[n]["std"] for n in names], capsize=4)
+  ax.set_xticks(np.arange(len(names)), names)
+  lo = min(q[n]["mean"] - q[n]["std"] for n in names) if names else 0.0
+  ax.set(ylabel=f"fidelity (cosine of the {report['output']} to FP32)",
+         ylim=(max(min(lo - 0.02, 0.98), -1.0), 1.0))
+  return fig
+
+
+def write_checkpoint_report(report: dict, maps: dict, out: str) -> list[str]:
+  """The `inspect` figures under `out`; returns their paths."""
+  from outeffhop_jax.analysis.experiments.study import plots as study_plots
+
+  name = os.path.basename(report["path"].rstrip(os.sep)) or "checkpoint"
+  one = {name: {"outliers": report["outliers"]}}
+  paths = [save_figure(study_plots.per_layer(one), os.path.join(out, "report_per_layer.png")),
+           save_figure(study_plots.dim_max(one), os.path.join(out, "report_dim_max.png"))]
+  if report["quantized"]:
+    paths.append(save_figure(fidelity_settings(report), os.path.join(out, "report_fidelity.png")))
+  if report.get("ablation"):
+    paths.append(save_figure(ablation(report["ablation"]),
+                             os.path.join(out, "report_ablation.png")))
+  if maps:
+    paths.append(save_figure(study_plots.attention(maps, name),
+                             os.path.join(out, "report_attention.png")))
   return paths

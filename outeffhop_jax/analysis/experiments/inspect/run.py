@@ -1,8 +1,12 @@
 """The pretrained-encoder study: a real BERT encoder's outliers and what W8A8 does to it.
 
     python -m outeffhop_jax.analysis study --preset minilm --out /tmp/minilm_study
+    # = python -m outeffhop_jax.analysis inspect <packaged all-MiniLM-L6-v2 folder> --out ...
 
-Imports the packaged all-MiniLM-L6-v2 (no download), builds the offline evaluation set
+The sentence-encoder part of `inspect` (`checkpoint`): for a BertModel folder with a tokenizer.json
+`inspect` writes this study (results.*) beside its generic report (report.*); `study --preset
+minilm` is `inspect` on the packaged checkpoint. Imports the checkpoint (default: the packaged
+all-MiniLM-L6-v2, no download), builds the offline evaluation set
 (`quant.fidelity.eval_data`: CPython doc passages, retrieval pairs, calibration subsets), then
 measures the FP32 encoder (fidelity 1 by definition, recall@1 / MRR, outliers of
 docs/metrics.md), each fake-quantization setting (mean ± std over calibration subsets,
@@ -41,6 +45,7 @@ class EncoderStudyOptions:
   ablation: bool = True
   plots: bool = True
   seed: int = 0
+  checkpoint: str | None = None       # a BertModel folder (default: the packaged `preset`)
 
 
 def run(opts: EncoderStudyOptions, log=print) -> dict:
@@ -50,8 +55,12 @@ def run(opts: EncoderStudyOptions, log=print) -> dict:
 
   t0 = time.perf_counter()
   os.makedirs(opts.out, exist_ok=True)
-  name = PRESETS[opts.preset]
-  path = packaged.checkpoint(name)
+  if opts.checkpoint is None:
+    name = PRESETS[opts.preset]
+    path = packaged.checkpoint(name)
+  else:
+    path = opts.checkpoint
+    name = os.path.basename(os.path.normpath(path))
   model, tok = hf.from_pretrained(path), packaged.tokenizer(path)
   cfg = model.config
   log(f"[{name}] imported {path}: {cfg.num_layers} layers, d={cfg.d_model}, {cfg.num_heads} heads")
@@ -238,9 +247,22 @@ def parser() -> argparse.ArgumentParser:
   return p
 
 
+def is_sentence_encoder(path: str) -> bool:
+  """A BertModel checkpoint folder with its tokenizer.json (what this study reads)."""
+  try:
+    with open(os.path.join(path, "config.json")) as f:
+      arch = (json.load(f).get("architectures") or [None])[0]
+  except (OSError, ValueError):
+    return False
+  return arch == "BertModel" and os.path.isfile(os.path.join(path, "tokenizer.json"))
+
+
 def main(argv, log=print) -> int:
-  """`study --preset minilm ...` (argv without the "study" word)."""
+  """`study --preset minilm ...` (argv without the "study" word): `inspect` on the packaged
+  checkpoint, i.e. this sentence-encoder study (results.*) and the generic report (report.*)."""
+  from outeffhop_jax.analysis.experiments.inspect import checkpoint as inspect_lib
   from outeffhop_jax.analysis.quant import w8a8
+  from outeffhop_jax.models import packaged
 
   a = parser().parse_args(argv)
   settings = tuple(x for x in a.settings.split(",") if x)
@@ -252,5 +274,10 @@ def main(argv, log=print) -> int:
       max_len=a.max_len, batch_size=a.batch_size, calib_subsets=a.calib_subsets,
       calib_batches=a.calib_batches, calib_batch_size=a.calib_batch_size, settings=settings,
       percentile=a.percentile, ablation=not a.no_ablation, plots=not a.no_plots, seed=a.seed)
+  path = packaged.checkpoint(PRESETS[a.preset])
+  log(f"study --preset {a.preset} = inspect {path} --out {a.out}")
+  inspect_lib.run(inspect_lib.InspectOptions(
+      path=path, out=a.out, calib_subsets=a.calib_subsets, settings=settings,
+      percentile=a.percentile, ablation=not a.no_ablation, plots=not a.no_plots), log=log)
   run(opts, log=log)
   return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 
+from outeffhop_jax.analysis import stats
 from outeffhop_jax.analysis._format import dims, mean_std, num, sci
 
 LABELS = {"vanilla": "Vanilla", "softmax1": "OutEffHop (softmax1)", "clipped": "Clipped",
@@ -62,6 +63,9 @@ def markdown(study: dict) -> str:
                + ". Avg kurtosis = mean over modules of the per-row kurtosis; max inf-norm = max "
                "over modules (docs/metrics.md).")
   lines.append("")
+  if study.get("seed_stats"):
+    lines += _seeds_section(study, metric)
+    lines += [f"## Seed {study['seeds'][0]} in detail", ""]
   head = (f"| Method | FP {metric} | Max inf-norm | Avg kurtosis | W8A8 {metric} | Sink rate | "
           f">6σ fraction |")
   sep = "|---|---|---|---|---|---|---|"
@@ -124,6 +128,54 @@ def markdown(study: dict) -> str:
   lines += ["", "Module set: " + ", ".join(f"`{n}`" for n in first["outliers"]["module_set"]), ""]
   lines += _kinds_section(results)
   return "\n".join(lines) + "\n"
+
+
+def _iv(d: dict, digits: int = 3, signed: bool = False) -> str:
+  """An interval dict of `seeds.seed_stats` as "m ± h" (and "*" when a difference excludes 0)."""
+  iv = stats.Interval(d["mean"], d["half_width"], d["n"], d["confidence"])
+  return stats.format_interval(iv, digits, signed) + (" *" if signed and d["excludes_zero"] else "")
+
+
+def _seed_columns(study: dict, metric: str) -> list[tuple[str, str, int]]:
+  from outeffhop_jax.analysis.experiments.study.seeds import OUTLIER_METRICS
+
+  cols = [("fp", f"FP {metric}", 3)] + [(k, t, 2) for k, t, _ in OUTLIER_METRICS]
+  for setting in study.get("settings", []):
+    cols += [(setting, setting, 3), (f"{setting} Δ", f"{setting} − FP", 3)]
+  first = next(iter(study["seed_stats"]["metrics"].values()))
+  return [c for c in cols if c[0] in first]
+
+
+def _seeds_section(study: dict, metric: str) -> list[str]:
+  """Mean ± 95 % t-interval per metric over seeds, and the paired difference to vanilla."""
+  ss = study["seed_stats"]
+  cols = _seed_columns(study, metric)
+  n = len(study["seeds"])
+  conf = f"{100 * ss['confidence']:g} %"
+  lines = [f"## {n} seeds: mean ± {conf} t-interval", "",
+           f"Seeds {', '.join(map(str, study['seeds']))}: seed k trains with train.seed = "
+           "data.shuffle_seed = k, so every variant of one seed has the same initialisation seed "
+           f"and data order. Interval = mean ± t(0.975, {n - 1}) · s / √{n} (s: sample standard "
+           "deviation over seeds). Quantized columns: each seed's mean over calibration subsets; "
+           "“− FP” = quantized minus float metric (the degradation).", "",
+           "| Method | " + " | ".join(t for _, t, _ in cols) + " |",
+           "|---|" + "---|" * len(cols)]
+  for v, m in ss["metrics"].items():
+    lines.append(f"| {LABELS.get(v, v)} | " + " | ".join(_iv(m[k], d) if k in m else "–"
+                                                        for k, _, d in cols) + " |")
+  if ss["paired"]:
+    base = LABELS.get(ss["baseline"], ss["baseline"])
+    lines += ["", f"## Paired difference to {base} (variant − {base}, same seed)", "",
+              "| Method | " + " | ".join(f"Δ {t}" for _, t, _ in cols) + " |",
+              "|---|" + "---|" * len(cols)]
+    for v, m in ss["paired"].items():
+      lines.append(f"| {LABELS.get(v, v)} | " + " | ".join(
+          _iv(m[k], d, signed=True) if k in m else "–" for k, _, d in cols) + " |")
+    lines += ["", f"`*`: the {conf} interval of the paired difference excludes 0 (a difference "
+              f"beyond the seed noise of {n} seeds); without `*` the difference is inside the "
+              "noise."]
+  lines.append("")
+  return lines
 
 
 def _kinds_section(results: dict) -> list[str]:

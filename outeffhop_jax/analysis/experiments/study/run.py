@@ -9,6 +9,14 @@ the three outlier kinds of the Systematic Outliers taxonomy (`outliers.kinds`: a
 and attention outliers) and the fake-quantized metric of every setting (`w8a8.SETTINGS`), each
 calibrated on `calib_subsets` disjoint subsets of training batches (mean +- std). Writes
 results.json, results.md and plots. Variants are any names configs/<preset>.py accepts.
+
+Seeds (`seeds` = K > 1): every variant is trained K times; seed k = 0..K-1 sets train.seed = k and
+data.shuffle_seed = k, so variants with the same k share init seed and data order (paired by
+seed). Seed 0 lives in the single-seed workdir <root>/<preset>_<variant>, seed k > 0 in
+<root>/<preset>_<variant>_seed<k>; a reused workdir must hold the seeds it is reused for. With
+K = 1 nothing is overridden and the study is the single-seed one. results.json then keeps every
+seed's result under "per_seed" (and seed 0's under "results", as with one seed) and the seed
+statistics (mean and 95 % t-interval per metric, paired difference to vanilla) under "seed_stats".
 """
 from __future__ import annotations
 
@@ -50,14 +58,34 @@ class StudyOptions:
   configs_dir: str = os.path.join(REPO, "configs")
   train_script: str = os.path.join(REPO, "train.py")
   plots: bool = True
+  seeds: int = 1                            # K: each variant trained with seeds 0..K-1
 
   @property
   def root(self) -> str:
     return self.workdir_root or os.path.join(self.out, "runs")
 
 
-def load_config(opts: StudyOptions, variant: str):
-  """configs/<preset>.py:<variant> with --steps and --set overrides applied."""
+SEED_KEYS = ("train.seed", "data.shuffle_seed")
+
+
+def check_seeds(opts: StudyOptions) -> None:
+  """seeds >= 1, and with several seeds no --set of the keys the seeds set."""
+  if not isinstance(opts.seeds, int) or opts.seeds < 1:
+    raise ValueError(f"seeds must be an integer >= 1, got {opts.seeds!r}")
+  clash = [o for o in opts.overrides if o.split("=", 1)[0] in SEED_KEYS]
+  if opts.seeds > 1 and clash:
+    raise ValueError(f"seeds={opts.seeds} sets {' and '.join(SEED_KEYS)} per seed; drop {clash}")
+
+
+def workdir_of(opts: StudyOptions, variant: str, seed: int = 0) -> str:
+  """<root>/<preset>_<variant> for seed 0 (the single-seed layout), ..._seed<k> for seed k > 0."""
+  name = f"{opts.preset}_{variant}" + (f"_seed{seed}" if seed else "")
+  return os.path.join(opts.root, name)
+
+
+def load_config(opts: StudyOptions, variant: str, seed: int | None = None):
+  """configs/<preset>.py:<variant> with --steps and --set overrides applied (and, when `seed` is
+  given, train.seed = data.shuffle_seed = seed)."""
   path = os.path.join(opts.configs_dir, f"{opts.preset}.py")
   if not os.path.exists(path):
     raise FileNotFoundError(f"no preset {opts.preset!r}: {path} does not exist")
@@ -65,7 +93,7 @@ def load_config(opts: StudyOptions, variant: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config(variant)
-  for key, value in _override_pairs(opts):
+  for key, value in _override_pairs(opts, seed):
     node = config
     *parents, leaf = key.split(".")
     for p in parents:
@@ -74,10 +102,12 @@ def load_config(opts: StudyOptions, variant: str):
   return config
 
 
-def _override_pairs(opts: StudyOptions):
+def _override_pairs(opts: StudyOptions, seed: int | None = None):
   pairs = [o.split("=", 1) for o in opts.overrides]
   if opts.steps is not None:
     pairs.append(("train.num_steps", str(opts.steps)))
+  if seed is not None:
+    pairs += [(k, str(seed)) for k in SEED_KEYS]
   return pairs
 
 
@@ -106,23 +136,40 @@ def _latest_step(workdir: str) -> int | None:
   return max(steps) if steps else None
 
 
-def train_variant(opts: StudyOptions, variant: str, log=print) -> str:
-  """Trains `variant` into <root>/<preset>_<variant> unless its final checkpoint is there."""
-  config = load_config(opts, variant)
-  workdir = os.path.join(opts.root, f"{opts.preset}_{variant}")
+def _check_workdir_seed(workdir: str, seed: int) -> None:
+  """A reused run of seed k must have been trained with train.seed = data.shuffle_seed = k."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    stored = json.load(f)
+  got = (stored.get("train", {}).get("seed"), stored.get("data", {}).get("shuffle_seed"))
+  if got != (seed, seed):
+    raise ValueError(f"{workdir} was trained with train.seed={got[0]}, data.shuffle_seed="
+                     f"{got[1]}, not seed {seed}; move it away or pick another --workdir_root")
+
+
+def train_variant(opts: StudyOptions, variant: str, log=print, seed: int | None = None) -> str:
+  """Trains `variant` (with `seed`, if given) into `workdir_of` unless its final checkpoint is
+  there (resumes from an earlier one)."""
+  config = load_config(opts, variant, seed)
+  workdir = workdir_of(opts, variant, seed or 0)
+  tag = variant if seed is None else f"{variant} seed {seed}"
+  if seed is not None:
+    _check_workdir_seed(workdir, seed)
   num_steps = int(config.train.num_steps)
   done = _latest_step(workdir)
   if done is not None and done >= num_steps:
-    log(f"[{variant}] reusing {workdir} (step {done})")
+    log(f"[{tag}] reusing {workdir} (step {done})")
     return workdir
   cmd = [sys.executable, opts.train_script,
          f"--config={os.path.join(opts.configs_dir, opts.preset)}.py:{variant}",
          f"--workdir={workdir}"]
-  cmd += [f"--config.{k}={v}" for k, v in _override_pairs(opts)]
-  log(f"[{variant}] training {num_steps} steps: {' '.join(cmd)}")
+  cmd += [f"--config.{k}={v}" for k, v in _override_pairs(opts, seed)]
+  log(f"[{tag}] training {num_steps} steps: {' '.join(cmd)}")
   t = time.perf_counter()
   subprocess.run(cmd, check=True, cwd=REPO)
-  log(f"[{variant}] trained in {time.perf_counter() - t:.0f} s")
+  log(f"[{tag}] trained in {time.perf_counter() - t:.0f} s")
   return workdir
 
 
@@ -191,19 +238,35 @@ def run_study(opts: StudyOptions, log=print) -> dict:
   from outeffhop_jax.analysis.experiments.study import plots
   from outeffhop_jax.analysis.experiments.study import report
 
+  check_seeds(opts)
   os.makedirs(opts.out, exist_ok=True)
   t0 = time.perf_counter()
   results, all_maps, train_s = {}, {}, {}
-  for v in opts.variants:
-    t = time.perf_counter()
-    workdir = train_variant(opts, v, log)
-    train_s[v] = time.perf_counter() - t
-    results[v], all_maps[v] = analyse_variant(workdir, opts, log)
+  per_seed: dict[str, list[dict]] = {v: [] for v in opts.variants}
+  # Seed-major order: a study stopped half-way leaves every variant's first seeds done.
+  for k in range(opts.seeds):
+    seed = None if opts.seeds == 1 else k
+    for v in opts.variants:
+      t = time.perf_counter()
+      workdir = train_variant(opts, v, log, seed=seed)
+      train_s[v] = train_s.get(v, 0.0) + time.perf_counter() - t
+      r, maps = analyse_variant(workdir, opts, log)
+      if seed is not None:
+        r["seed"] = seed
+      per_seed[v].append(r)
+      if k == 0:
+        results[v], all_maps[v] = r, maps
   settings = list(opts.settings) + (["qwix-W8A8"] if opts.qwix else [])
   study = {"preset": opts.preset, "variants": list(opts.variants), "steps": opts.steps,
            "overrides": list(opts.overrides), "settings": settings,
            "results": results, "train_seconds": train_s,
            "total_seconds": time.perf_counter() - t0}
+  if opts.seeds > 1:
+    from outeffhop_jax.analysis.experiments.study import seeds as seeds_lib
+
+    study["seeds"] = list(range(opts.seeds))
+    study["per_seed"] = per_seed
+    study["seed_stats"] = seeds_lib.seed_stats(per_seed)
   with open(os.path.join(opts.out, "results.json"), "w") as f:
     json.dump(study, f, indent=1, default=json_default)
   np.savez_compressed(os.path.join(opts.out, "attention_maps.npz"),
