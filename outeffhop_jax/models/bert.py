@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from outeffhop_jax.models import _inputs
-from outeffhop_jax.models import _layers as L
+from outeffhop_jax.models import _layers
 from outeffhop_jax.models.configs import BERTConfig
 
 OUTLIER_MODULES = ("ffn_output", "ffn_layer_norm")
@@ -27,16 +27,16 @@ def gelu(x):
   return jax.nn.gelu(x, approximate=False)  # BERT's "gelu" is the exact erf form
 
 
-class BERTBlock(L.Sowing):
+class BERTBlock(_layers.Sowing):
   """One post-LayerNorm BERT layer."""
 
   def __init__(self, cfg: BERTConfig, *, rngs: nnx.Rngs):
-    self.attention = L.attention(cfg, rngs)
-    self.attention_layer_norm = L.layer_norm(cfg.d_model, cfg, rngs)
-    self.intermediate = L.dense(cfg.d_model, cfg.d_ff, ("embed", "mlp"), cfg, rngs)
-    self.output = L.dense(cfg.d_ff, cfg.d_model, ("mlp", "embed"), cfg, rngs)
-    self.output_layer_norm = L.layer_norm(cfg.d_model, cfg, rngs)
-    self.dropout = L.dropout(cfg.dropout_rate, rngs)
+    self.attention = _layers.attention(cfg, rngs)
+    self.attention_layer_norm = _layers.layer_norm(cfg.d_model, cfg, rngs)
+    self.intermediate = _layers.dense(cfg.d_model, cfg.d_ff, ("embed", "mlp"), cfg, rngs)
+    self.output = _layers.dense(cfg.d_ff, cfg.d_model, ("mlp", "embed"), cfg, rngs)
+    self.output_layer_norm = _layers.layer_norm(cfg.d_model, cfg, rngs)
+    self.dropout = _layers.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
   def __call__(self, x_BTD, mask, deterministic):
@@ -48,25 +48,25 @@ class BERTBlock(L.Sowing):
     return self.record("ffn_layer_norm", x_BTD)
 
 
-class BERTEncoder(L.Sowing):
+class BERTEncoder(_layers.Sowing):
   """HF BertModel without its pooler: __call__(input_ids, attention_mask=None, token_type_ids=None,
   *, deterministic=True) -> last hidden state h_BTD (compute dtype); HF's argument names."""
 
   def __init__(self, config: BERTConfig, *, rngs: nnx.Rngs):
     cfg = self.config = config
-    self.word_embeddings = L.embed(cfg.vocab_size, cfg.d_model, ("vocab", "embed"), cfg, rngs)
-    self.position_embeddings = L.embed(cfg.max_len, cfg.d_model, (None, "embed"), cfg, rngs)
-    self.token_type_embeddings = L.embed(cfg.type_vocab_size, cfg.d_model, (None, "embed"), cfg,
+    self.word_embeddings = _layers.embed(cfg.vocab_size, cfg.d_model, ("vocab", "embed"), cfg, rngs)
+    self.position_embeddings = _layers.embed(cfg.max_len, cfg.d_model, (None, "embed"), cfg, rngs)
+    self.token_type_embeddings = _layers.embed(cfg.type_vocab_size, cfg.d_model, (None, "embed"), cfg,
                                          rngs)
-    self.embeddings_layer_norm = L.layer_norm(cfg.d_model, cfg, rngs)
+    self.embeddings_layer_norm = _layers.layer_norm(cfg.d_model, cfg, rngs)
     self.layers = nnx.List([BERTBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-    self.dropout = L.dropout(cfg.dropout_rate, rngs)
+    self.dropout = _layers.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
                deterministic: bool = True):
     input_ids_BT, attention_mask_BT, token_type_ids_BT = input_ids, attention_mask, token_type_ids
-    L.check_token_inputs(input_ids_BT, attention_mask_BT, token_type_ids_BT,
+    _layers.check_token_inputs(input_ids_BT, attention_mask_BT, token_type_ids_BT,
                          max_len=self.config.max_len)
     _inputs.check_text_inputs(self.config, input_ids_BT, attention_mask_BT, token_type_ids_BT)
     T = input_ids_BT.shape[1]
@@ -76,13 +76,13 @@ class BERTEncoder(L.Sowing):
              + self.token_type_embeddings(token_type_ids_BT))
     x_BTD = self.record("embeddings_layer_norm", self.embeddings_layer_norm(x_BTD))
     x_BTD = self.dropout(x_BTD, deterministic=deterministic)
-    mask = L.key_padding_mask(attention_mask_BT)
+    mask = _layers.key_padding_mask(attention_mask_BT)
     for block in self.layers:
       x_BTD = block(x_BTD, mask, deterministic)
     return x_BTD
 
 
-class BERT(L.Sowing):
+class BERT(_layers.Sowing):
   """BERT masked LM: __call__(input_ids, attention_mask=None, token_type_ids=None, *,
   deterministic=True) -> mlm_logits_BTV float32 (HF's argument names: input_ids [B, T] int,
   attention_mask [B, T] 1 = real token, token_type_ids [B, T]; no `labels=`, the call always returns
@@ -91,10 +91,10 @@ class BERT(L.Sowing):
   def __init__(self, config: BERTConfig, *, rngs: nnx.Rngs):
     cfg = self.config = config
     self.bert = BERTEncoder(cfg, rngs=rngs)
-    self.mlm_transform = L.dense(cfg.d_model, cfg.d_model, ("embed", None), cfg, rngs)
-    self.mlm_layer_norm = L.layer_norm(cfg.d_model, cfg, rngs)
-    self.mlm_bias = nnx.Param(L._init.partitioned(L._init.zeros, ("vocab",))(
-        rngs.params(), (cfg.vocab_size,), L._init.as_dtype(cfg.param_dtype)))
+    self.mlm_transform = _layers.dense(cfg.d_model, cfg.d_model, ("embed", None), cfg, rngs)
+    self.mlm_layer_norm = _layers.layer_norm(cfg.d_model, cfg, rngs)
+    self.mlm_bias = nnx.Param(_layers._init.partitioned(_layers._init.zeros, ("vocab",))(
+        rngs.params(), (cfg.vocab_size,), _layers._init.as_dtype(cfg.param_dtype)))
     self.init_capture(cfg)
 
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,

@@ -19,24 +19,24 @@ import jax.numpy as jnp
 from flax import nnx
 
 from outeffhop_jax.models import _inputs
-from outeffhop_jax.models import _layers as L
+from outeffhop_jax.models import _layers
 from outeffhop_jax.models.configs import OPTConfig
 
 POSITION_OFFSET = 2  # OPT reserves the first two rows of its position table
 OUTLIER_MODULES = ("block_output", "fc2", "final_layer_norm", "out_proj", "self_attn_layer_norm")
 
 
-class OPTBlock(L.Sowing):
+class OPTBlock(_layers.Sowing):
   """One OPT decoder layer (pre- or post-LayerNorm as configured)."""
 
   def __init__(self, cfg: OPTConfig, *, rngs: nnx.Rngs):
     self.pre_ln = cfg.pre_layer_norm
-    self.self_attn = L.attention(cfg, rngs, use_bias=cfg.use_bias)
-    self.self_attn_layer_norm = L.layer_norm(cfg.d_model, cfg, rngs)
-    self.fc1 = L.dense(cfg.d_model, cfg.d_ff, ("embed", "mlp"), cfg, rngs, use_bias=cfg.use_bias)
-    self.fc2 = L.dense(cfg.d_ff, cfg.d_model, ("mlp", "embed"), cfg, rngs, use_bias=cfg.use_bias)
-    self.final_layer_norm = L.layer_norm(cfg.d_model, cfg, rngs)
-    self.dropout = L.dropout(cfg.dropout_rate, rngs)
+    self.self_attn = _layers.attention(cfg, rngs, use_bias=cfg.use_bias)
+    self.self_attn_layer_norm = _layers.layer_norm(cfg.d_model, cfg, rngs)
+    self.fc1 = _layers.dense(cfg.d_model, cfg.d_ff, ("embed", "mlp"), cfg, rngs, use_bias=cfg.use_bias)
+    self.fc2 = _layers.dense(cfg.d_ff, cfg.d_model, ("mlp", "embed"), cfg, rngs, use_bias=cfg.use_bias)
+    self.final_layer_norm = _layers.layer_norm(cfg.d_model, cfg, rngs)
+    self.dropout = _layers.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
   def __call__(self, x_BTD, mask, deterministic):
@@ -53,7 +53,7 @@ class OPTBlock(L.Sowing):
     return self.record("block_output", x_BTD)
 
 
-class OPT(L.Sowing):
+class OPT(_layers.Sowing):
   """OPT decoder + tied LM head. __call__(input_ids, attention_mask=None, *, deterministic=True)
   -> logits_BTV float32; Hugging Face's argument names: input_ids [B, T] int, attention_mask [B, T]
   (1 / True = real token). No `labels=`: the call always returns logits (losses live in `train`)."""
@@ -61,22 +61,22 @@ class OPT(L.Sowing):
   def __init__(self, config: OPTConfig, *, rngs: nnx.Rngs):
     cfg = self.config = config
     d_word = cfg.word_embed_proj_dim or cfg.d_model
-    self.embed_tokens = L.embed(cfg.vocab_size, d_word, ("vocab", "embed"), cfg, rngs)
-    self.embed_positions = L.embed(cfg.max_len + POSITION_OFFSET, cfg.d_model, (None, "embed"), cfg,
+    self.embed_tokens = _layers.embed(cfg.vocab_size, d_word, ("vocab", "embed"), cfg, rngs)
+    self.embed_positions = _layers.embed(cfg.max_len + POSITION_OFFSET, cfg.d_model, (None, "embed"), cfg,
                                    rngs)
     needs_proj = d_word != cfg.d_model
-    self.project_in = (L.dense(d_word, cfg.d_model, (None, "embed"), cfg, rngs, use_bias=False)
+    self.project_in = (_layers.dense(d_word, cfg.d_model, (None, "embed"), cfg, rngs, use_bias=False)
                        if needs_proj else None)
-    self.project_out = (L.dense(cfg.d_model, d_word, ("embed", None), cfg, rngs, use_bias=False)
+    self.project_out = (_layers.dense(cfg.d_model, d_word, ("embed", None), cfg, rngs, use_bias=False)
                         if needs_proj else None)
     self.layers = nnx.List([OPTBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-    self.final_layer_norm = L.layer_norm(cfg.d_model, cfg, rngs) if cfg.pre_layer_norm else None
-    self.dropout = L.dropout(cfg.dropout_rate, rngs)
+    self.final_layer_norm = _layers.layer_norm(cfg.d_model, cfg, rngs) if cfg.pre_layer_norm else None
+    self.dropout = _layers.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
   def __call__(self, input_ids, attention_mask=None, *, deterministic: bool = True):
     input_ids_BT, attention_mask_BT = input_ids, attention_mask
-    L.check_token_inputs(input_ids_BT, attention_mask_BT, max_len=self.config.max_len)
+    _layers.check_token_inputs(input_ids_BT, attention_mask_BT, max_len=self.config.max_len)
     _inputs.check_text_inputs(self.config, input_ids_BT, attention_mask_BT)
     x_BTD = self.embed(input_ids_BT, attention_mask_BT)
     return self.decode(x_BTD, attention_mask_BT=attention_mask_BT, deterministic=deterministic)
@@ -97,7 +97,7 @@ class OPT(L.Sowing):
   def decode(self, x_BTD, *, attention_mask_BT=None, deterministic: bool = True):
     """Decoder stack and tied LM head on embeddings x_BTD -> logits_BTV (float32)."""
     x_BTD = self.dropout(x_BTD, deterministic=deterministic)
-    mask = L.key_padding_mask(attention_mask_BT)
+    mask = _layers.key_padding_mask(attention_mask_BT)
     for block in self.layers:
       x_BTD = block(x_BTD, mask, deterministic)
     if self.final_layer_norm is not None:

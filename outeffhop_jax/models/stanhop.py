@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from outeffhop_jax import ops
-from outeffhop_jax.models import _layers as L
+from outeffhop_jax.models import _layers
 from outeffhop_jax.models.configs import AttentionOptions
 from outeffhop_jax.nn import _init
 from outeffhop_jax.nn.attention import parse_sinks
@@ -140,17 +140,17 @@ def _set_capture(module, cfg):
   return module
 
 
-class _Residual(L.Sowing):
+class _Residual(_layers.Sowing):
   """x = LN(x + GSH(x, stored)); x = LN(x + fc2(gelu(fc1(x)))), recording under `prefix`_*."""
 
   def __init__(self, cfg: STanHopConfig, prefix: str, *, rngs: nnx.Rngs):
     self.prefix = prefix
     self.hopfield = _set_capture(_gsh(cfg, rngs), cfg)
-    self.norm = L.layer_norm(cfg.d_model, cfg, rngs)
-    self.fc1 = L.dense(cfg.d_model, cfg.d_ff, ("embed", "mlp"), cfg, rngs)
-    self.fc2 = L.dense(cfg.d_ff, cfg.d_model, ("mlp", "embed"), cfg, rngs)
-    self.mlp_norm = L.layer_norm(cfg.d_model, cfg, rngs)
-    self.dropout = L.dropout(cfg.dropout_rate, rngs)
+    self.norm = _layers.layer_norm(cfg.d_model, cfg, rngs)
+    self.fc1 = _layers.dense(cfg.d_model, cfg.d_ff, ("embed", "mlp"), cfg, rngs)
+    self.fc2 = _layers.dense(cfg.d_ff, cfg.d_model, ("mlp", "embed"), cfg, rngs)
+    self.mlp_norm = _layers.layer_norm(cfg.d_model, cfg, rngs)
+    self.dropout = _layers.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
   def __call__(self, x_RTD, stored_RSD, B, deterministic):
@@ -164,7 +164,7 @@ class _Residual(L.Sowing):
     return rec("mlp_norm", self.mlp_norm(x_RTD + self.dropout(h, deterministic=deterministic)))
 
 
-class STanHopBlock(L.Sowing):
+class STanHopBlock(_layers.Sowing):
   """Tandem GSH: temporal (across the segments of each series), then cross-series via routers.
 
   z_BCSD -> z_BCSD. The cross-series stage pools the C series of each segment into R router
@@ -198,8 +198,8 @@ class SegmentMerge(nnx.Module):
 
   def __init__(self, cfg: STanHopConfig, *, rngs: nnx.Rngs):
     self.win = cfg.merge_win
-    self.norm = L.layer_norm(cfg.merge_win * cfg.d_model, cfg, rngs)
-    self.proj = L.dense(cfg.merge_win * cfg.d_model, cfg.d_model, ("mlp", "embed"), cfg, rngs)
+    self.norm = _layers.layer_norm(cfg.merge_win * cfg.d_model, cfg, rngs)
+    self.proj = _layers.dense(cfg.merge_win * cfg.d_model, cfg.d_model, ("mlp", "embed"), cfg, rngs)
 
   def __call__(self, z_BCSD):
     B, C, S, D = z_BCSD.shape
@@ -227,7 +227,7 @@ class DecoderLayer(nnx.Module):
   def __init__(self, cfg: STanHopConfig, *, rngs: nnx.Rngs):
     self.block = STanHopBlock(cfg, rngs=rngs)
     self.cross = _Residual(cfg, "cross", rngs=rngs)
-    self.predict = L.dense(cfg.d_model, cfg.seg_len, ("embed", None), cfg, rngs)
+    self.predict = _layers.dense(cfg.d_model, cfg.seg_len, ("embed", None), cfg, rngs)
 
   def __call__(self, d_BCQD, enc_BCSD, deterministic):
     B, C, Q, D = d_BCQD.shape
@@ -253,16 +253,16 @@ def plug_and_play(x_BLC, memory_KLC, *, beta, normalizer="sparsemax", weight=0.5
   return (1.0 - weight) * x_BLC + weight * r_BLC
 
 
-class STanHopNet(L.Sowing):
+class STanHopNet(_layers.Sowing):
   """STanHop-Net. __call__(x_BLC, *, memory_KLC=None, deterministic=True) -> y_BOC (float32)."""
 
   def __init__(self, config: STanHopConfig, *, rngs: nnx.Rngs):
     cfg = self.config = config
     C, D = cfg.n_series, cfg.d_model
     pos_init = _init.normal(1.0)  # as Crossformer's randn position embeddings
-    self.embed = L.dense(cfg.seg_len, D, (None, "embed"), cfg, rngs)
+    self.embed = _layers.dense(cfg.seg_len, D, (None, "embed"), cfg, rngs)
     self.enc_pos = _init.param(rngs, pos_init, (C, cfg.in_segments, D), (None, None, "embed"))
-    self.embed_norm = L.layer_norm(D, cfg, rngs)
+    self.embed_norm = _layers.layer_norm(D, cfg, rngs)
     self.tune_memory = (_gsh(cfg, rngs, cls=GSHLayer, quantity=cfg.tune_memories)
                         if cfg.tune_memories else None)
     self.encoder = nnx.List([EncoderScale(cfg, merge=i > 0, rngs=rngs)

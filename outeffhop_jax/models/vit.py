@@ -16,23 +16,23 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from outeffhop_jax.models import _layers as L
+from outeffhop_jax.models import _layers
 from outeffhop_jax.models.configs import ViTConfig
 from outeffhop_jax.nn import _init
 
 OUTLIER_MODULES = ("block_output", "ffn_output", "layernorm_before", "layernorm_after", "layernorm")
 
 
-class ViTBlock(L.Sowing):
+class ViTBlock(_layers.Sowing):
   """One pre-LayerNorm ViT layer."""
 
   def __init__(self, cfg: ViTConfig, *, rngs: nnx.Rngs):
-    self.layernorm_before = L.layer_norm(cfg.d_model, cfg, rngs)
-    self.attention = L.attention(cfg, rngs, use_bias=cfg.qkv_bias)
-    self.layernorm_after = L.layer_norm(cfg.d_model, cfg, rngs)
-    self.intermediate = L.dense(cfg.d_model, cfg.d_ff, ("embed", "mlp"), cfg, rngs)
-    self.output = L.dense(cfg.d_ff, cfg.d_model, ("mlp", "embed"), cfg, rngs)
-    self.dropout = L.dropout(cfg.dropout_rate, rngs)
+    self.layernorm_before = _layers.layer_norm(cfg.d_model, cfg, rngs)
+    self.attention = _layers.attention(cfg, rngs, use_bias=cfg.qkv_bias)
+    self.layernorm_after = _layers.layer_norm(cfg.d_model, cfg, rngs)
+    self.intermediate = _layers.dense(cfg.d_model, cfg.d_ff, ("embed", "mlp"), cfg, rngs)
+    self.output = _layers.dense(cfg.d_ff, cfg.d_model, ("mlp", "embed"), cfg, rngs)
+    self.dropout = _layers.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
   def __call__(self, x_BTD, deterministic):
@@ -45,7 +45,7 @@ class ViTBlock(L.Sowing):
     return self.record("block_output", x_BTD)
 
 
-class ViT(L.Sowing):
+class ViT(_layers.Sowing):
   """__call__(pixel_values, *, deterministic=True) -> logits_BC float32 (pixel_values [B, H, W, C])."""
 
   def __init__(self, config: ViTConfig, *, rngs: nnx.Rngs):
@@ -62,9 +62,9 @@ class ViT(L.Sowing):
     self.position_embeddings = _init.param(rngs, init, (1, cfg.num_patches + 1, D),
                                            (None, None, "embed"), param_dtype)
     self.layers = nnx.List([ViTBlock(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
-    self.layernorm = L.layer_norm(D, cfg, rngs)
-    self.classifier = L.dense(D, cfg.num_classes, ("embed", None), cfg, rngs)
-    self.dropout = L.dropout(cfg.dropout_rate, rngs)
+    self.layernorm = _layers.layer_norm(D, cfg, rngs)
+    self.classifier = _layers.dense(D, cfg.num_classes, ("embed", None), cfg, rngs)
+    self.dropout = _layers.dropout(cfg.dropout_rate, rngs)
     self.init_capture(cfg)
 
   def check_images(self, images_BHWC):

@@ -24,8 +24,8 @@ import jax.numpy as jnp
 
 from outeffhop_jax.ops import _checks
 from outeffhop_jax.ops import alternatives as A
-from outeffhop_jax.ops import normalizers as N
-from outeffhop_jax.ops import sparse as S
+from outeffhop_jax.ops import normalizers
+from outeffhop_jax.ops import sparse
 
 VALID_SPECS = ('"softmax", "softmax1", "softmax_n:N" (finite N > 0) [kind sink], '
                '"clipped:GAMMA:ZETA", "clipped1:GAMMA:ZETA" (finite GAMMA <= 0, ZETA >= 1) '
@@ -68,7 +68,8 @@ class Normalizer:
     """This normalizer with explicit sink logits (broadcastable to the reduced shape); sink family only."""
     if self.kind != "sink":
       raise ValueError(f"sinks are only defined for the softmax/sink family, not normalizer {self.spec!r}")
-    return lambda x, axis=-1, where=None: N.softmax_with_sink(x, sinks, axis=axis, where=where)
+    return lambda x, axis=-1, where=None: normalizers.softmax_with_sink(x, sinks, axis=axis,
+                                                                        where=where)
 
 
 def _masked_for_sparse(x, axis, where, alpha):
@@ -92,21 +93,21 @@ def _masked_for_sparse(x, axis, where, alpha):
 def _apply(norm: Normalizer, x, axis, where):
   if norm.kind == "sink":
     if norm.sink == 0.0:
-      return N.softmax1(x, axis=axis, where=where)
+      return normalizers.softmax1(x, axis=axis, where=where)
     if norm.sink == -math.inf:
-      return N.softmax(x, axis=axis, where=where)
-    return N.softmax_with_sink(x, norm.sink, axis=axis, where=where)
+      return normalizers.softmax(x, axis=axis, where=where)
+    return normalizers.softmax_with_sink(x, norm.sink, axis=axis, where=where)
   if norm.kind == "clipped":
-    fn = N.clipped_softmax1 if norm.base_sink == 0.0 else N.clipped_softmax
+    fn = normalizers.clipped_softmax1 if norm.base_sink == 0.0 else normalizers.clipped_softmax
     return fn(x, norm.gamma, norm.zeta, axis=axis, where=where)
   if norm.kind == "sparse":
     dtype = jnp.asarray(x).dtype
     if where is not None:
       x, where = _masked_for_sparse(x, axis, where, norm.alpha)
     if norm.alpha == 2.0:
-      p = S.sparsemax(x, axis=axis)
+      p = sparse.sparsemax(x, axis=axis)
     else:
-      p = S.entmax(x, norm.alpha, axis=axis)
+      p = sparse.entmax(x, norm.alpha, axis=axis)
     if where is not None:
       p = jnp.where(where, p, 0.0)
     return p.astype(dtype)
