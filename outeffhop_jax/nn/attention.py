@@ -254,9 +254,3 @@ class MultiHeadAttention(nnx.Module):
       self.sow(nnx.Intermediate, "context", ctx_BTNH)
     return self.out(ctx_BTNH)
 
-
-def default_head_dim(d_model: int, num_heads: int) -> int:
-  if d_model % num_heads:
-    raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
-  return d_model // num_heads
-

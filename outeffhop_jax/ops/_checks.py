@@ -32,11 +32,6 @@ def check_rank(x, rank: int, name: str, layout: str) -> None:
     raise ValueError(f"{name} must have rank {rank} ({layout}), got shape {tuple(x.shape)}")
 
 
-def check_positive(value, name: str) -> None:
-  if isinstance(value, (int, float)) and not value > 0:
-    raise ValueError(f"{name} must be > 0, got {value}")
-
-
 def check_size(value, name: str, *, allow_zero: bool = False) -> None:
   """A size (layers, heads, widths, counts) must be an int > 0 (>= 0 with allow_zero)."""
   low = 0 if allow_zero else 1

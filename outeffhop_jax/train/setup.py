@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 
 from outeffhop_jax.train import pipelines
 from outeffhop_jax.train import optimizer as optimizer_lib
@@ -132,7 +132,3 @@ def global_batch(setup: Setup, local: dict[str, np.ndarray]) -> dict[str, jax.Ar
 
 def param_count(abstract_params) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(abstract_params)))
-
-
-def replicated_sharding(setup: Setup) -> NamedSharding:
-  return sharding.replicated(setup.mesh)
