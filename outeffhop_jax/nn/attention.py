@@ -253,4 +253,3 @@ class MultiHeadAttention(nnx.Module):
     if self.capture_intermediates:
       self.sow(nnx.Intermediate, "context", ctx_BTNH)
     return self.out(ctx_BTNH)
-
