@@ -35,11 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from outeffhop_jax.analysis._format import grouped, mean_std, num
 from outeffhop_jax.analysis._io import json_default
+from outeffhop_jax.analysis.experiments.inspect.report import MASSIVE_FRACTION, SINK_THRESHOLD, markdown
+from outeffhop_jax.analysis.experiments.inspect.token_ids import ByteIds, TokenizerIds
 
-MASSIVE_FRACTION = 0.5  # a value of dim d is "massive" when |x| > this × max |x| of d
-SINK_THRESHOLD = 0.3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,44 +120,6 @@ def check_folder(path: str) -> tuple[str, dict]:
                    "nor a training workdir's (no 'model' and 'train' sections)")
 
 
-class _ByteIds:
-  """Text -> ids without a tokenizer.json: [start] + (4 + byte mod (V - 4)) per UTF-8 byte."""
-
-  def __init__(self, vocab_size: int, start: int | None):
-    self.vocab_size, self.start = int(vocab_size), start
-
-  def rows(self, texts, T):
-    out = []
-    for t in texts:
-      ids = ([self.start] if self.start is not None else []) + [
-          4 + b % (self.vocab_size - 4) for b in t.encode("utf-8")]
-      if len(ids) >= T:
-        out.append(ids[:T])
-    return np.asarray(out, np.int32).reshape(-1, T)
-
-  def name(self, i: int) -> str:
-    if i == self.start:
-      return f"<start id {i}>"
-    b = i - 4
-    return repr(chr(b)) if 32 <= b < 127 else f"id {i}"
-
-
-class _TokenizerIds:
-  def __init__(self, tok):
-    self.tok = tok
-
-  def rows(self, texts, T):
-    ids, mask = self.tok.encode_batch(list(texts), max_len=T)
-    if ids.shape[1] < T:
-      return np.zeros((0, T), np.int32)
-    return ids[mask.sum(axis=1) == T]
-
-  def name(self, i: int) -> str:
-    inner = getattr(self.tok, "_tok", None)
-    name = inner.id_to_token(i) if inner is not None else None
-    return name or self.tok.decode([i]) or f"id {i}"
-
-
 def _batched(x: np.ndarray, batch_size: int) -> list[np.ndarray]:
   return [x[i:i + batch_size] for i in range(0, len(x) - batch_size + 1, batch_size)]
 
@@ -186,11 +147,11 @@ def _hf_subject(opts: InspectOptions, cfg: dict) -> Subject:
   else:
     tok_file = os.path.join(opts.path, "tokenizer.json")
     if os.path.isfile(tok_file):
-      ids = _TokenizerIds(packaged.tokenizer(opts.path))
+      ids = TokenizerIds(packaged.tokenizer(opts.path))
       how = "the folder's tokenizer.json"
     else:
       start = cfg.get("bos_token_id", cfg.get("cls_token_id"))
-      ids = _ByteIds(cfg["vocab_size"], start)
+      ids = ByteIds(cfg["vocab_size"], start)
       how = (f"UTF-8 bytes (no tokenizer.json): id = 4 + byte mod {cfg['vocab_size'] - 4}"
              + (f", after start token {start}" if start is not None else ""))
     T = min(opts.seq_len, int(getattr(model.config, "max_len", opts.seq_len)))
@@ -427,93 +388,3 @@ def run(opts: InspectOptions, log=print) -> dict:
   log(f"[inspect] wrote {opts.out}/report.json, report.md and {len(report.get('plots', []))} plots "
       f"in {report['total_seconds']:.0f} s")
   return report
-
-
-# ---------------------------------------------------------------------------------------------
-# report.md
-
-
-def markdown(r: dict) -> str:
-  o, s = r["outliers"], r["outliers"]["summary"]
-  L = [f"# Checkpoint report: `{os.path.basename(r['path'].rstrip(os.sep))}`", "",
-       f"`{r['path']}`: {r['source']} checkpoint, {r['architecture']} (family `{r['family']}`)"
-       + (", " + ", ".join(f"{k} {v}" for k, v in r["info"].items()) if r["info"] else "") + ".",
-       f"Inputs: {r['data']}.", "",
-       "## Outliers", "",
-       f"Avg kurtosis {num(s['avg_kurtosis'])} (max {num(s['max_kurtosis'])} in "
-       f"`{s['max_kurtosis_module']}`), max inf-norm {num(s['max_inf_norm'])} (in "
-       f"`{s['max_inf_norm_module']}`), sink rate {num(s['sink_rate'])}, >6σ fraction "
-       f"{s['beyond_6sigma']:.1e}, over the outlier modules " + ", ".join(
-           f"`{n}`" for n in sorted({m.split('.')[-1] for m in o["module_set"]})) +
-       " (docs/metrics.md: kurtosis per row = sequence, averaged).", "",
-       "| Layer | Avg kurtosis | Max inf-norm |", "|---|---|---|"]
-  pl = o["per_layer"]
-  for layer, k, i in zip(pl["layer"], pl["kurtosis"], pl["inf_norm"]):
-    L.append(f"| {layer} | {grouped(k, 2)} | {grouped(i, 2)} |")
-  L += ["", "## Dominant hidden dimensions and their carriers", "",
-        f"A value of dimension d is massive when |x| > {MASSIVE_FRACTION:g} × the largest |x| of "
-        "d (in the module where d peaks).", "",
-        "| Dim | Max \\|x\\| | × median dim | Peak module | Massive values | Carrier tokens | "
-        "Carrier positions |", "|---|---|---|---|---|---|---|"]
-  by_dim = {c["dim"]: c for c in r["carriers"]}
-  for t in o["top_dims"]:
-    c = by_dim.get(t["dim"])
-    toks = ", ".join(f"`{x['token']}` ({x['count']})" for x in c["tokens"]) if c else "–"
-    poss = ", ".join(f"{x['position']} ({x['count']})" for x in c["positions"]) if c else "–"
-    cnt = f"{c['massive_count']} / {c['values']}" if c else "–"
-    L.append(f"| {t['dim']} | {grouped(t['max_abs'], 2)} | {grouped(t['ratio_to_median'], 1)} | "
-             f"{t['module']} | {cnt} | {toks} | {poss} |")
-  if r["carriers"]:
-    c = r["carriers"][0]
-    L += ["", f"Dominant dimension **{c['dim']}**: max |x| {grouped(c['max_abs'], 2)}, median "
-          f"|x| of its other values {num(c['median_abs_other'])}; carried mostly by "
-          f"`{c['tokens'][0]['token']}` at position {c['positions'][0]['position']}."]
-  k = r["outlier_kinds"]["summary"]
-  L += ["", "## Attention sinks", "",
-        f"Sink heads (mean attention to token 0 > {SINK_THRESHOLD:g}): "
-        f"{sum(len(v) for v in r['sink_heads'].values())} of "
-        f"{sum(len(v) for v in o['sink_first_token'].values())}; heads where one key receives "
-        f"> {r['outlier_kinds']['thresholds']['sink_threshold']:g} of the mass (any position): "
-        f"{num(k['attn_sink_head_frac'])} of {k['attn_num_heads']}; first-token mass "
-        f"{num(k['attn_first_token_mass'], 3)}.", "",
-        "| Layer | Sink heads (token 0) | Mean attention to token 0 per head |", "|---|---|---|"]
-  for n, v in o["sink_first_token"].items():
-    layer = n.split(".attn_probs")[0]
-    L.append(f"| {layer} | {r['sink_heads'][layer] or '–'} | {', '.join(f'{x:.2f}' for x in v)} |")
-  L += ["", "## Weight outliers", "",
-        f"Weight max/median {num(k['weight_max_ratio'], 1)}, weight kurtosis (mean over matrices) "
-        f"{num(k['weight_avg_kurtosis'])}, LayerNorm γ max/median "
-        f"{num(k['ln_gamma_max_ratio'], 1)}. Kernels worst for per-tensor weight quantization:", "",
-        "| Kernel | max \\|w\\| / std | max \\|w\\| | Output feature | Zeroed at 8 bits |",
-        "|---|---|---|---|---|"]
-  for w in r["weights"]:
-    L.append(f"| {w['kernel']} | {w['ratio']:.0f} | {w['max_abs']:.2f} | {w['out_dim']} | "
-             f"{100 * w['zeroed']:.0f} % |")
-  L += ["", "## Fake quantization: fidelity to FP32", "",
-        f"Fidelity = mean cosine between the quantized and the FP32 {r['output']} (one vector per "
-        "token or image" + ("; each vector centred first, since softmax ignores a common shift"
-                            if r.get("centered") else "")
-        + "); docs/w8a8.md protocol (weights symmetric per tensor, W4: MSE clipping; "
-        "activations asymmetric per tensor, running min-max), mean ± std over "
-        f"{r['options']['calib_subsets']} calibration subsets.", "",
-        "| Setting | Fidelity | 1 − fidelity | Per subset |", "|---|---|---|---|",
-        f"| FP32 | {r['fp32_fidelity']:.5f} | {1 - r['fp32_fidelity']:.1e} | – |"]
-  for name, q in r["quantized"].items():
-    L.append(f"| {name} | {mean_std(q, 5)} | {1 - q['mean']:.1e} | "
-             f"{', '.join(f'{v:.5f}' for v in q['values'])} |")
-  abl = r.get("ablation")
-  if abl:
-    base = abl["rows"]["none"]["fidelity"]
-    L += ["", f"## Which activation groups do the damage ({abl['setting']})", "",
-          f"W{abl['weight_bits']} weights always, one group of activation quantizers on at a time "
-          "(calibration subset 0), most damaging first; Δ against weights only.", "",
-          "| Activations quantized | Quantizers | Fidelity | Δ |", "|---|---|---|---|"]
-    for g in ["none"] + abl["ranking"] + ["all"]:
-      x = abl["rows"][g]
-      label = {"none": "none (weights only)", "all": "all (full protocol)"}.get(g, g)
-      L.append(f"| {label} | {x['quantizers']} | {x['fidelity']:.5f} | "
-               f"{x['fidelity'] - base:+.1e} |")
-  if r.get("plots"):
-    L += ["", "Figures: " + ", ".join(f"`{p}`" for p in r["plots"])]
-  L += ["", f"Total time {r.get('total_seconds', 0):.0f} s.", ""]
-  return "\n".join(L)
