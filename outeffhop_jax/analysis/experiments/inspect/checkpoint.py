@@ -36,7 +36,8 @@ import numpy as np
 from flax import nnx
 
 from outeffhop_jax.analysis._io import json_default
-from outeffhop_jax.analysis.experiments.inspect.report import MASSIVE_FRACTION, SINK_THRESHOLD, markdown
+from outeffhop_jax.analysis.experiments.inspect.report import (MASSIVE_FRACTION, SINK_THRESHOLD,
+                                                               markdown)
 from outeffhop_jax.analysis.experiments.inspect.token_ids import ByteIds, TokenizerIds
 
 
