@@ -101,7 +101,8 @@ def _softmax1_core(x, where, axis):
   # as in jax.nn.softmax. The sink enters the max and the sum as one scalar each, no extra pass.
   if where is not None:
     x = jnp.where(where, x, -jnp.inf)
-  m = lax.stop_gradient(jnp.maximum(jnp.max(x, axis=axis, keepdims=True), 0.0))
+  # initial=0 is the sink's logit in the max; it also defines the max of a row over 0 entries.
+  m = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True, initial=0.0))
   e = jnp.exp(x - m)
   return e / (jnp.exp(-m) + jnp.sum(e, axis=axis, keepdims=True))
 

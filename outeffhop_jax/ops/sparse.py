@@ -84,6 +84,8 @@ def sparsemax(x, axis: int = -1):
   x = jnp.asarray(x)
   _checks.check_floating(x, "x")
   axis = _checks.normalize_axis(axis, x.ndim)
+  if x.shape[axis] == 0:
+    return x  # a row over 0 entries is an empty row
   ct = jnp.promote_types(x.dtype, jnp.float32)
   out = _sparsemax_last(_to_last(x, axis).astype(ct))
   return jnp.moveaxis(out, -1, axis).astype(x.dtype)
