@@ -15,10 +15,6 @@ from outeffhop_jax.nn import capture
 ABLATED = ("qkv", "attn_probs", "ffn_output", "residual")
 
 
-# The packaged model (session fixture `minilm`) and this module's fixtures are built once: on one
-# worker (pyproject: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("minilm")
-
 @pytest.fixture(scope="module")
 def setup(minilm):
   _, model, tok = minilm

@@ -1,7 +1,6 @@
 """A planted outlier (one LayerNorm dimension x100) makes the metrics jump and W8A8 degrade, while
 the unplanted, briefly trained model quantizes well."""
 import numpy as np
-import pytest
 
 from outeffhop_jax.analysis.outliers import collect
 from outeffhop_jax.analysis.experiments.study import runs
@@ -31,7 +30,6 @@ def _measure(run, evs, cal):
   return fp["loss"], summary, runs.evaluate_model(q, run.task, evs)["loss"]
 
 
-@pytest.mark.xdist_group("small_study")
 def test_planted_outlier_jumps_metrics_and_breaks_w8a8(vanilla_workdir):
   run = runs.load_run(vanilla_workdir)
   evs = runs.eval_set(run, 2)

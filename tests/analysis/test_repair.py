@@ -65,7 +65,6 @@ def test_bad_arguments_fail_before_compute(argv, message, tmp_path, monkeypatch)
   assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.xdist_group("minilm")
 def test_train_steps_shrink_the_outliers_and_vanilla_starts_at_the_teacher(minilm):
   from outeffhop_jax.data import embedded
 

@@ -12,7 +12,6 @@ FILES = ("results.json", "results.md", "per_layer.png", "dim_max.png", "histogra
          "outlier_kinds.png")
 
 
-@pytest.mark.xdist_group("small_study")
 def test_study_writes_every_output(small_study):
   out, root, lines = small_study
   for name in FILES:
@@ -38,7 +37,6 @@ def test_study_writes_every_output(small_study):
   assert sum("training" in m for m in lines) == 2
 
 
-@pytest.mark.xdist_group("small_study")
 def test_study_reuses_finished_runs_and_runs_qwix(small_study, study_argv, tmp_path):
   """A second study on the same runs trains nothing; with qwix installed it adds the labelled
   qwix protocol (per-channel weights, per-tensor static activations on linear inputs)."""
@@ -84,7 +82,6 @@ def test_unknown_variant_fails_before_anything_trains(tmp_path):
   assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.xdist_group("small_study")
 def test_study_with_two_seeds_reports_intervals_and_paired_differences(small_study, study_argv,
                                                                         tmp_path):
   """--seeds 2: seed 0 reuses the single-seed runs (trained with seed 0), seed 1 trains into

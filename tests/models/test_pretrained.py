@@ -22,7 +22,6 @@ def _real_texts():
   return texts + ["hi", "Return a new sorted list from the items in iterable."]
 
 
-@pytest.mark.xdist_group("minilm")
 def test_packaged_minilm_parity_with_transformers_on_padded_real_text(minilm):
   path, ours, tok = minilm
   assert isinstance(ours, BERTEncoder) and ours.config.num_layers == 6 and ours.config.d_model == 384
@@ -42,7 +41,6 @@ def test_packaged_minilm_parity_with_transformers_on_padded_real_text(minilm):
   np.testing.assert_array_equal(enc["attention_mask"], mask)
 
 
-@pytest.mark.xdist_group("minilm")
 def test_sentence_embeddings_match_sentence_transformers(minilm):
   from sentence_transformers import SentenceTransformer
 
@@ -55,7 +53,6 @@ def test_sentence_embeddings_match_sentence_transformers(minilm):
   np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
 
 
-@pytest.mark.xdist_group("minilm")
 def test_overrides_change_attention_and_keep_imported_weights(minilm):
   path, base, tok = minilm
   ids, mask = tok.encode_batch(_real_texts(), max_len=64)
