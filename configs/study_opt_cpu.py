@@ -1,4 +1,4 @@
-r"""The tiny CPU outlier study (issue 5): a byte-level OPT that grows outliers within minutes.
+r"""The tiny CPU outlier study: a byte-level OPT that grows outliers within minutes.
 
 opt_tiny (d=128, seq 256, lr 1e-3) needs ~25 M tokens (~30 min a variant) to reach an avg
 kurtosis of ~6 (docs/metrics.md). Narrower (d=64), shorter rows (seq 64: 4x more BOS-started rows per
