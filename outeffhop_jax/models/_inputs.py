@@ -1,7 +1,8 @@
-"""Value checks of the models' integer inputs: token ids in [0, vocab) and 0/1 attention masks.
+"""Checks of the text models' inputs: rank, dtype and shapes always; token ids in [0, vocab) and
+0/1 attention masks when the values are concrete.
 
-Run in eager calls, where the values are concrete: each raises ValueError naming the argument
-before any compute. Under `jax.jit` (the training and evaluation steps) the values are tracers and
+Each raises ValueError naming the (Hugging Face) argument before any compute. The value checks run
+in eager calls, where the values are concrete. Under `jax.jit` (the training and evaluation steps) the values are tracers and
 are not checked; there the lookup is `jnp.take(table, ids, axis=0)` (flax's `nnx.Embed`), so
   - an id in [vocab, inf) or below -vocab gives a row of NaN (take's "fill" mode), hence NaN logits;
   - an id in [-vocab, -1] wraps as in Python indexing: -1 reads the last row (id vocab - 1);
@@ -66,9 +67,26 @@ def check_attention_mask(mask, name: str = MASK) -> None:
                      f"value {bad.ravel()[0].item()!r}.{hint}")
 
 
+def check_shapes(input_ids, attention_mask=None, token_type_ids=None, *, max_len=None) -> None:
+  """input_ids rank 2 ([batch, seq]) and integer, at most `max_len` tokens; the mask and token
+  types of its shape."""
+  shape = tuple(getattr(input_ids, "shape", ()))
+  if len(shape) != 2:
+    raise ValueError(f"{IDS} must have rank 2 ([batch, seq]), got shape {shape}")
+  if not jnp.issubdtype(jnp.asarray(input_ids).dtype, jnp.integer):
+    raise ValueError(f"{IDS} must be integer token ids, got dtype {input_ids.dtype}")
+  if max_len is not None and shape[1] > max_len:
+    raise ValueError(f"{IDS} has {shape[1]} tokens, more than the model's max_len {max_len}")
+  for name, x in ((MASK, attention_mask), (TOKEN_TYPES, token_type_ids)):
+    if x is not None and tuple(x.shape) != shape:
+      raise ValueError(f"{name} must have the shape of {IDS} {shape}, got {tuple(x.shape)}")
+
+
 def check_text_inputs(config, input_ids, attention_mask=None, token_type_ids=None) -> None:
-  """The value checks of a text model's __call__ (OPT, BERT): ids against `config.vocab_size`,
-  token types against `config.type_vocab_size` (if the config has one), the mask 0/1."""
+  """All checks of a text model's __call__ (OPT, BERT): shapes (`check_shapes`, at most
+  `config.max_len` tokens), then ids against `config.vocab_size`, token types against
+  `config.type_vocab_size`, the mask 0/1."""
+  check_shapes(input_ids, attention_mask, token_type_ids, max_len=config.max_len)
   check_token_ids(input_ids, config.vocab_size, IDS)
   check_attention_mask(attention_mask, MASK)
   if token_type_ids is not None:

@@ -1,4 +1,4 @@
-"""Building blocks shared by the models: partitioned Linear / LayerNorm / Embed, masks, checks."""
+"""Building blocks shared by the models: partitioned Linear / LayerNorm / Embed, masks."""
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -56,21 +56,6 @@ class Sowing(nnx.Module):
                            "with outeffhop_jax.nn.capture(model, fn)")
       self.sow(nnx.Intermediate, name, x)
     return x
-
-
-def check_token_inputs(input_ids_BT, attention_mask_BT=None, token_type_ids_BT=None, *,
-                       max_len=None):
-  """Raises ValueError naming the (Hugging Face) argument on a wrong rank, dtype or shape; before any compute."""
-  shape = tuple(getattr(input_ids_BT, "shape", ()))
-  if len(shape) != 2:
-    raise ValueError(f"input_ids must have rank 2 ([batch, seq]), got shape {shape}")
-  if not jnp.issubdtype(jnp.asarray(input_ids_BT).dtype, jnp.integer):
-    raise ValueError(f"input_ids must be integer token ids, got dtype {input_ids_BT.dtype}")
-  if max_len is not None and shape[1] > max_len:
-    raise ValueError(f"input_ids has {shape[1]} tokens, more than the model's max_len {max_len}")
-  for name, x in (("attention_mask", attention_mask_BT), ("token_type_ids", token_type_ids_BT)):
-    if x is not None and tuple(x.shape) != shape:
-      raise ValueError(f"{name} must have the shape of input_ids {shape}, got {tuple(x.shape)}")
 
 
 def key_padding_mask(attention_mask_BT):

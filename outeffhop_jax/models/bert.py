@@ -66,8 +66,6 @@ class BERTEncoder(_layers.Sowing):
   def __call__(self, input_ids, attention_mask=None, token_type_ids=None, *,
                deterministic: bool = True):
     input_ids_BT, attention_mask_BT, token_type_ids_BT = input_ids, attention_mask, token_type_ids
-    _layers.check_token_inputs(input_ids_BT, attention_mask_BT, token_type_ids_BT,
-                         max_len=self.config.max_len)
     _inputs.check_text_inputs(self.config, input_ids_BT, attention_mask_BT, token_type_ids_BT)
     T = input_ids_BT.shape[1]
     if token_type_ids_BT is None:

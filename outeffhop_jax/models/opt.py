@@ -76,7 +76,6 @@ class OPT(_layers.Sowing):
 
   def __call__(self, input_ids, attention_mask=None, *, deterministic: bool = True):
     input_ids_BT, attention_mask_BT = input_ids, attention_mask
-    _layers.check_token_inputs(input_ids_BT, attention_mask_BT, max_len=self.config.max_len)
     _inputs.check_text_inputs(self.config, input_ids_BT, attention_mask_BT)
     x_BTD = self.embed(input_ids_BT, attention_mask_BT)
     return self.decode(x_BTD, attention_mask_BT=attention_mask_BT, deterministic=deterministic)
