@@ -21,6 +21,11 @@ packaged all-MiniLM-L6-v2.
   python -m outeffhop_jax.analysis repair --out /tmp/repair [--preset default|full|gpu] [...]
 
 fine-tunes it to remove its outliers (distillation + attention change / penalty; `experiments.repair.run.parser`).
+
+  python -m outeffhop_jax.analysis horizon WORKDIR_OR_ROOT [...] --out /tmp/trace [--w8a8]
+
+traces the outlier metrics (kurtosis, inf-norm, sink rate, first-token mass) over every kept
+checkpoint of training workdirs, mean ± 95 % t-interval over seeds (`experiments.horizon`).
 """
 from __future__ import annotations
 
@@ -74,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
   i.add_argument("--no_plots", action="store_true")
   i.add_argument("--no_sentence", action="store_true",
                  help="skip the sentence-encoder study (results.*) of a BertModel + tokenizer.json")
+  sub.add_parser("horizon", add_help=False,
+                 help="outlier metrics over every kept checkpoint of training workdirs (see horizon --help)")
   sub.add_parser("repair", add_help=False,
                  help="outlier repair of the packaged MiniLM by distillation (see repair --help)")
   return p
@@ -90,6 +97,10 @@ def main(argv=None, log=None) -> int:
     from outeffhop_jax.analysis.experiments.repair import run as repair
 
     return repair.main(argv[1:], log=log)
+  if argv and argv[0] == "horizon":
+    from outeffhop_jax.analysis.experiments import horizon
+
+    return horizon.main(argv[1:], log=log or (lambda m: print(m, flush=True)))
   args = _parser().parse_args(argv)
   if args.command == "inspect":
     return _inspect(args, log or (lambda m: print(m, flush=True)))

@@ -1,4 +1,5 @@
 """One small study shared by the analysis tests: two OPT variants trained briefly by train.py."""
+import json
 import os
 
 import pytest
@@ -30,14 +31,24 @@ def study_argv_fixture():
 
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory):
-  """(out dir, workdir root, captured log lines) of `study` on two variants."""
+  """(out dir, workdir root, captured log lines) of `study` on two variants.
+
+  Built once per test session: under pytest-xdist the workers share the folder above their own
+  temporary folders, and the first worker to need the study trains it while the others wait on a
+  file lock (it costs ~100 s of CPU, which two workers would otherwise spend twice)."""
+  from filelock import FileLock
   from outeffhop_jax.analysis import __main__ as cli
 
-  base = tmp_path_factory.mktemp("study")
-  out, root = base / "out", base / "runs"
-  lines = []
-  assert cli.main(study_argv(out, root), log=lines.append) == 0
-  return out, root, lines
+  shared = (tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER")
+            else tmp_path_factory.getbasetemp())
+  base = shared / "shared_small_study"
+  out, root, done = base / "out", base / "runs", base / "lines.json"
+  with FileLock(str(shared / "shared_small_study.lock")):
+    if not done.exists():
+      lines = []
+      assert cli.main(study_argv(out, root), log=lines.append) == 0
+      done.write_text(json.dumps(lines))
+  return out, root, json.loads(done.read_text())
 
 
 @pytest.fixture(scope="session")
