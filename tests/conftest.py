@@ -1,6 +1,8 @@
-"""Test-wide setup: CPU unless a test asks otherwise, and 8 fake host devices for the sharded paths.
+"""Test-wide setup: CPU unless a test asks otherwise, 8 fake host devices for the sharded paths, and
+one persistent XLA compilation cache per test session.
 
-Both must be set before JAX initialises its backends, hence environment variables at import time.
+The first two must be set before JAX initialises its backends, hence environment variables at
+import time.
 """
 import os
 
@@ -25,3 +27,32 @@ def minilm():
 
   path = packaged.checkpoint("all-MiniLM-L6-v2")
   return path, hf.from_pretrained(path), packaged.tokenizer(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """A persistent XLA cache for this test session (cold at its start), shared by the xdist workers
+  and exported to the train.py subprocesses: the many tests that build the same tiny model compile
+  each program once. Values do not depend on it (a hit returns the executable XLA would build)."""
+  import jax
+
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent  # the session's folder, above each worker's own
+  path = str(base / "xla_cache")
+  os.makedirs(path, exist_ok=True)
+  settings = {"jax_compilation_cache_dir": path, "jax_persistent_cache_min_compile_time_secs": 0,
+              "jax_persistent_cache_min_entry_size_bytes": 0}
+  old_env = {k.upper(): os.environ.get(k.upper()) for k in settings}
+  old_cfg = {k: getattr(jax.config, k) for k in settings}
+  for k, v in settings.items():
+    os.environ[k.upper()] = str(v)
+    jax.config.update(k, v)
+  yield path
+  for k, v in old_env.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v
+  for k, v in old_cfg.items():
+    jax.config.update(k, v)

@@ -39,30 +39,6 @@ def make_config():
   return small_config
 
 
-@pytest.fixture(scope="session", autouse=True)
-def compilation_cache(tmp_path_factory):
-  """A persistent XLA cache for this session (cold at its start): subprocesses and repeated
-  builds of the same program skip recompiling. Exported so train.py subprocesses share it."""
-  import jax
-
-  path = str(tmp_path_factory.mktemp("xla_cache"))
-  settings = {"jax_compilation_cache_dir": path, "jax_persistent_cache_min_compile_time_secs": 0,
-              "jax_persistent_cache_min_entry_size_bytes": 0}
-  old_env = {k.upper(): os.environ.get(k.upper()) for k in settings}
-  old_cfg = {k: getattr(jax.config, k) for k in settings}
-  for k, v in settings.items():
-    os.environ[k.upper()] = str(v)
-    jax.config.update(k, v)
-  yield path
-  for k, v in old_env.items():
-    if v is None:
-      os.environ.pop(k, None)
-    else:
-      os.environ[k] = v
-  for k, v in old_cfg.items():
-    jax.config.update(k, v)
-
-
 @pytest.fixture(name="preset")
 def preset_fixture():
   """load_preset(name, variant) as a fixture (test modules cannot import conftest by name)."""
