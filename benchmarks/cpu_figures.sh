@@ -9,7 +9,8 @@
 # inside one process (ours vs jax.nn.softmax, vs tokamax, vs PyTorch). Writes
 # ${OUT:-runs/cpu_figures}/figures_<UTC time>.txt and prints it. A script that fails on the old
 # library (an API it lacked) is recorded as failed, not skipped silently. Needs torch/transformers
-# (the test extra) and tokamax (the bench extra) for two of the figures. --quick: fewer repetitions.
+# (the test extra) and tokamax (the bench extra) for two of the figures; EXTRA_PYTHONPATH is appended
+# to PYTHONPATH (e.g. a `pip install --target` folder holding tokamax). --quick: fewer repetitions.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -38,7 +39,7 @@ run_side() {  # $1 label, $2 library root
     name=${entry%%|*}; cmd=${entry#*|}
     echo "### $1 $name: python $cmd" | tee -a "$FILE"
     start=$(date +%s)
-    if PYTHONPATH="$2" timeout 900 python $cmd >"$FILE.part" 2>&1; then
+    if PYTHONPATH="$2${EXTRA_PYTHONPATH:+:$EXTRA_PYTHONPATH}" timeout 900 python $cmd >"$FILE.part" 2>&1; then
       grep -iE "ratio|÷|/ torch|tokens/s|median|ms|x$" "$FILE.part" | grep -v Warning | tail -12 | tee -a "$FILE"
     else
       echo "FAILED (exit $?): $(tail -3 "$FILE.part" | tr '\n' ' ')" | tee -a "$FILE"
