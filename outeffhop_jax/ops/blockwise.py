@@ -175,13 +175,6 @@ class _Tiling:
     """First query block that key block j is visited by (0 unless causal)."""
     return (j * self.bk) // self.bq if self.causal else 0
 
-  def n_tiles(self):
-    """Number of tiles the loops visit (Python int): nq * nk, about half of it when causal."""
-    if not self.causal:
-      return self.nq * self.nk
-    return sum(min(self.nk, (min((i + 1) * self.bq, self.T) - 1) // self.bk + 1)
-               for i in range(self.nq))
-
   def scores(self, q_blk, k_blk, i, j):
     """Scaled scores [B, K, G * bq, bk] (float32) of one tile and their validity (broadcastable), or
     None when every entry is valid."""
@@ -225,7 +218,7 @@ def _forward(q, k, v, sinks_N, mask, causal, scale, bq, bk):
     i, q_blk = x
 
     def kv_step(j, carry):
-      m, l, acc, n = carry
+      m, l, acc, n = carry  # n counts the tiles computed (a test checks the causal triangle)
       v_blk = v_blocks[j]
       s, valid = tl.scores(q_blk, k_blocks[j], i, j)
       if valid is not None:
@@ -349,7 +342,7 @@ def blockwise_attention(query, key, value, sinks, *, mask=None, causal=False, sc
   bk = int(block_k or min(BLOCK_K, S))
   if bk <= 0:
     raise ValueError(f"block_k must be positive, got {block_k}")
-  bq = int(block_q or min(BLOCK_Q, T))
+  bq = int(block_q or max(1, min(BLOCK_Q, T)))  # T = 0: an empty output, as before
   if bq <= 0:
     raise ValueError(f"block_q must be positive, got {block_q}")
   scale = float(scale if scale is not None else query.shape[-1] ** -0.5)
