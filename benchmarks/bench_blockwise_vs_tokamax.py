@@ -1,7 +1,7 @@
 """Blockwise sink attention (ops.blockwise) vs tokamax's chunked XLA attention, side by side.
 
     python benchmarks/bench_blockwise_vs_tokamax.py [--T 4096] [--N 8] [--H 64] [--repeats 5]
-           [--block_k 512]
+           [--block_k 256] [--block_q 256]
 
 B=1, causal, float32, softmax. Ours runs with per-head sinks (0 = Softmax_1, differentiable), which
 tokamax does not have, and as plain softmax (sink -inf). Prints, for the forward and for forward +
@@ -31,7 +31,8 @@ def main():
   ap.add_argument("--N", type=int, default=8)
   ap.add_argument("--H", type=int, default=64)
   ap.add_argument("--repeats", type=int, default=5)
-  ap.add_argument("--block_k", type=int, default=None)
+  ap.add_argument("--block_k", type=int, default=None)  # None: the defaults of ops.blockwise
+  ap.add_argument("--block_q", type=int, default=None)
   a = ap.parse_args()
   try:
     import tokamax  # pylint: disable=import-outside-toplevel
@@ -45,7 +46,8 @@ def main():
   sinks = {"ours sink=0": jnp.zeros((N,)), "ours softmax": jnp.full((N,), -jnp.inf)}
 
   attn = {name: (lambda q, k, v, s=s: blockwise.blockwise_attention(q, k, v, s, causal=True,
-                                                                     block_k=a.block_k))
+                                                                     block_k=a.block_k,
+                                                                     block_q=a.block_q))
           for name, s in sinks.items()}
   attn["tokamax xla_chunked"] = lambda q, k, v: tokamax.dot_product_attention(
       q, k, v, is_causal=True, implementation="xla_chunked")

@@ -304,7 +304,8 @@ def dot_product_attention(query, key, value, bias=None, mask=None, *, scale=None
       "sigmoid", "softplus", "stablemax", "softpick", ...).
     sinks: optional per-head sink logits [N] (or a scalar); overrides the normalizer's sink, so
       sinks=0 is softmax1 whatever the normalizer of the sink family. Differentiable.
-    block_k: key block size of the "blockwise" (default min(512, S)) and fused paths (default 128).
+    block_k: key block size of the "blockwise" (sink family: default min(256, S), queries in
+      blocks of min(256, T); sigmoid / l1 kinds: min(512, S)) and fused paths (default 128).
     causal: deprecated alias of `is_causal`.
   Returns:
     [B, T, N, H] (or [T, N, H]) in query's dtype.

@@ -1,4 +1,4 @@
-"""Memory-efficient ("flash") attention with a sink logit in pure JAX: `lax.scan` over key blocks.
+"""Memory-efficient ("flash") attention with a sink logit in pure JAX: tiles of query x key blocks.
 
 Forward, per query row, the online softmax starts from the sink instead of an empty row:
     m = s, l = 1, acc = 0            (s = -inf: m = -inf, l = 0, i.e. plain softmax)
@@ -8,7 +8,13 @@ Forward, per query row, the online softmax starts from the sink instead of an em
 Backward (custom_vjp) recomputes P_j = exp(S_j - L) block by block, with D = rowsum(O * dO):
     dV_j = P_j^T dO,  dS_j = P_j * (dO V_j^T - D),  dQ += scale dS_j K_j,  dK_j = scale dS_j^T Q,
     d sink = -sum_rows exp(s - L) D.
-Scores exist only as [B, N, T, block_k] tiles, never as the full [B, N, T, S] matrix.
+Scores exist only as [B, N, block_q, block_k] tiles, never as the full [B, N, T, S] matrix. The
+forward scans the query blocks, each running the online softmax over its key blocks; the backward
+scans the key blocks, each accumulating dK_j, dV_j over the query blocks that see it (dQ is a carry
+updated block by block). Causal: a query block visits only the key blocks at or left of the diagonal
+(a loop with a per-block trip count), so about half of the tiles are never computed.
+The helpers `_tile`, `_blocks`, `_block_valid` (key blocks only, all queries at once) serve
+`ops.blockwise_alternatives`.
 """
 from __future__ import annotations
 
@@ -99,114 +105,249 @@ def _tile(q, k, v, mask, causal, scale, bk):
   return q_BTKGH, xs, scores
 
 
-def _forward(q, k, v, sinks_N, mask, causal, scale, bk):
-  B, T, N, _ = q.shape
-  K = k.shape[2]
-  G = N // K
-  _, xs, scores = _tile(q, k, v, mask, causal, scale, bk)
-  sink_KG1 = sinks_N.reshape(K, G, 1)
+def _pad_to(x, axis, n):
+  """x zero- (False-) padded along `axis` to length n."""
+  pad = n - x.shape[axis]
+  if pad <= 0:
+    return x
+  widths = [(0, 0)] * x.ndim
+  widths[axis] = (0, pad)
+  return jnp.pad(x, widths)
 
+
+class _Tiling:
+  """Query blocks x key blocks of one call, the triangular visiting order of causal attention and
+  the score tiles.
+
+  Layouts (blocked once, outside the loops, so every tile is a leading-axis index):
+    q_blocks [nq, B, K, G * bq, H]   (query head n = k * G + g; rows g-major within a block)
+    k_blocks, v_blocks [nk, B, K, bk, H]
+  Causal (top-left aligned, key j visible to query i iff j <= i): query block i visits only key
+  blocks 0 .. kv_count(i) - 1 (those holding a key <= its last row), key block j only query blocks
+  q_start(j) .. nq - 1; the fully masked tiles above the diagonal are never computed.
+  """
+
+  def __init__(self, q, k, mask, causal, scale, bq, bk):
+    B, T, N, H = q.shape
+    S, K = k.shape[1], k.shape[2]
+    self.B, self.T, self.S, self.K, self.G, self.H = B, T, S, K, N // K, H
+    self.bq, self.bk, self.causal, self.scale = bq, bk, causal, scale
+    self.nq, self.nk = -(-T // bq), -(-S // bk)
+    mask5 = None if mask is None else _mask_5d(mask, self.K, self.G)
+    if mask5 is not None:  # padded rows / keys are invalid (False)
+      if mask5.shape[3] != 1:
+        mask5 = _pad_to(mask5, 3, self.nq * bq)
+      if mask5.shape[4] != 1:
+        mask5 = _pad_to(mask5, 4, self.nk * bk)
+    self.mask5 = mask5
+
+  def block_q(self, x):
+    """[B, T, N, X] -> [nq, B, K, G * bq, X] (padded rows are 0)."""
+    B, K, G, bq, nq = self.B, self.K, self.G, self.bq, self.nq
+    x = _pad_to(x, 1, nq * bq).reshape(B, nq, bq, K, G, x.shape[-1])
+    return x.transpose(1, 0, 3, 4, 2, 5).reshape(nq, B, K, G * bq, x.shape[-1])
+
+  def unblock_q(self, x):
+    """[nq, B, K, G * bq, X] -> [B, T, N, X]."""
+    B, K, G, bq, nq = self.B, self.K, self.G, self.bq, self.nq
+    x = x.reshape(nq, B, K, G, bq, x.shape[-1]).transpose(1, 0, 4, 2, 3, 5)
+    return x.reshape(B, nq * bq, K * G, x.shape[-1])[:, :self.T]
+
+  def block_k(self, x):
+    """[B, S, K, X] -> [nk, B, K, bk, X] (padded keys are 0)."""
+    B, K, bk, nk = self.B, self.K, self.bk, self.nk
+    x = _pad_to(x, 1, nk * bk).reshape(B, nk, bk, K, x.shape[-1])
+    return x.transpose(1, 0, 3, 2, 4)
+
+  def unblock_k(self, x):
+    """[nk, B, K, bk, X] -> [B, S, K, X]."""
+    x = x.transpose(1, 0, 3, 2, 4)
+    return x.reshape(self.B, self.nk * self.bk, self.K, x.shape[-1])[:, :self.S]
+
+  def kv_count(self, i):
+    """Number of key blocks query block i visits (all of them unless causal)."""
+    if not self.causal:
+      return self.nk
+    last_row = jnp.minimum((i + 1) * self.bq, self.T) - 1
+    return jnp.minimum(self.nk, last_row // self.bk + 1)
+
+  def q_start(self, j):
+    """First query block that key block j is visited by (0 unless causal)."""
+    return (j * self.bk) // self.bq if self.causal else 0
+
+  def scores(self, q_blk, k_blk, i, j):
+    """Scaled scores [B, K, G * bq, bk] (float32) of one tile and their validity (broadcastable), or
+    None when every entry is valid."""
+    s = jnp.einsum("bkqh,bksh->bkqs", q_blk, k_blk, preferred_element_type=jnp.float32) * self.scale
+    bq, bk, G = self.bq, self.bk, self.G
+    valid = None
+    if self.S % bk:
+      valid = (j * bk + jnp.arange(bk) < self.S)[None, :]
+    if self.causal:
+      qpos = i * bq + jnp.arange(bq)
+      c = (j * bk + jnp.arange(bk))[None, :] <= qpos[:, None]  # [bq, bk]
+      valid = c if valid is None else jnp.logical_and(valid, c)
+    if self.mask5 is not None:
+      m = self.mask5
+      if m.shape[3] != 1:
+        m = lax.dynamic_slice_in_dim(m, i * bq, bq, 3)
+      if m.shape[4] != 1:
+        m = lax.dynamic_slice_in_dim(m, j * bk, bk, 4)
+      valid = m if valid is None else jnp.logical_and(valid, m)  # [b, k, g, bq|1, bk|1]
+    if valid is None:
+      return s, None
+    if valid.ndim == 2:  # [bq|1, bk]: the same for every head, rows repeat per group member g
+      return s, jnp.tile(jnp.broadcast_to(valid, (bq, bk)), (G, 1))
+    valid = jnp.broadcast_to(valid, valid.shape[:2] + (G, bq, bk))
+    return s, valid.reshape(valid.shape[:2] + (G * bq, bk))
+
+
+def _forward(q, k, v, sinks_N, mask, causal, scale, bq, bk):
+  """Returns (out [B, T, N, Hv] in q's dtype, lse [nq, B, K, G * bq] float32, tiles visited)."""
+  tl = _Tiling(q, k, mask, causal, scale, bq, bk)
+  B, K, G = tl.B, tl.K, tl.G
+  Hv = v.shape[-1]
+  q_blocks, k_blocks, v_blocks = tl.block_q(q), tl.block_k(k), tl.block_k(v)
+  sink = jnp.repeat(sinks_N.reshape(K, G), bq, axis=1)  # [K, G * bq]
   vz = _vary_like(q, k, v, mask, sinks_N)  # the carries vary like the inputs (shard_map)
-  m0 = jnp.broadcast_to(sink_KG1, (B, K, G, T)) + vz
-  l0 = jnp.broadcast_to(jnp.where(jnp.isfinite(sink_KG1), 1.0, 0.0), (B, K, G, T)) + vz
-  acc0 = jnp.zeros((B, K, G, T, v.shape[-1]), jnp.float32) + vz
+  m0 = jnp.broadcast_to(sink, (B, K, G * bq)) + vz
+  l0 = jnp.broadcast_to(jnp.where(jnp.isfinite(sink), 1.0, 0.0), (B, K, G * bq)) + vz
+  acc0 = jnp.zeros((B, K, G * bq, Hv), jnp.float32) + vz
 
-  def step(carry, x):
-    m, l, acc = carry
-    v_blk = x[2]
-    s, valid = scores(x)
-    s = jnp.where(valid, s, -jnp.inf)
-    m_new = jnp.maximum(m, jnp.max(s, axis=-1))
-    m_safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)
-    corr = jnp.exp(m - m_safe)
-    p = jnp.exp(s - m_safe[..., None])
-    l = l * corr + jnp.sum(p, axis=-1)
-    pv = jnp.einsum("bkgts,bskh->bkgth", p.astype(v_blk.dtype), v_blk,
-                    preferred_element_type=jnp.float32)
-    acc = acc * corr[..., None] + pv
-    return (m_new, l, acc), None
+  def q_step(tiles, x):
+    i, q_blk = x
 
-  (m, l, acc), _ = lax.scan(step, (m0, l0, acc0), xs)
-  m_safe = jnp.where(jnp.isfinite(m), m, 0.0)
-  out = acc / jnp.where(l == 0, 1.0, l)[..., None]
-  # l == 0 only for a fully masked row without sink; an lse of 0 makes exp(-inf - 0) = 0 there.
-  lse = jnp.where(l > 0, m_safe + jnp.log(jnp.where(l > 0, l, 1.0)), 0.0)
-  out_BTNH = jnp.moveaxis(out, 3, 1).reshape(B, T, N, v.shape[-1]).astype(q.dtype)
-  return out_BTNH, lse
+    def kv_step(j, carry):
+      m, l, acc, n = carry  # n counts the tiles computed (a test checks the causal triangle)
+      v_blk = v_blocks[j]
+      s, valid = tl.scores(q_blk, k_blocks[j], i, j)
+      if valid is not None:
+        s = jnp.where(valid, s, -jnp.inf)
+      m_new = jnp.maximum(m, jnp.max(s, axis=-1))
+      m_safe = jnp.where(jnp.isfinite(m_new), m_new, 0.0)
+      corr = jnp.exp(m - m_safe)
+      p = jnp.exp(s - m_safe[..., None])
+      l = l * corr + jnp.sum(p, axis=-1)
+      pv = jnp.einsum("bkqs,bksh->bkqh", p.astype(v_blk.dtype), v_blk,
+                      preferred_element_type=jnp.float32)
+      return m_new, l, acc * corr[..., None] + pv, n + 1
+
+    m, l, acc, tiles = lax.fori_loop(0, tl.kv_count(i), kv_step, (m0, l0, acc0, tiles))
+    m_safe = jnp.where(jnp.isfinite(m), m, 0.0)
+    out = (acc / jnp.where(l == 0, 1.0, l)[..., None]).astype(q.dtype)
+    # l == 0 only for a fully masked row without sink; an lse of 0 makes exp(-inf - 0) = 0 there.
+    lse = jnp.where(l > 0, m_safe + jnp.log(jnp.where(l > 0, l, 1.0)), 0.0)
+    return tiles, (out, lse)
+
+  tiles, (out, lse) = lax.scan(q_step, jnp.int32(0), (jnp.arange(tl.nq), q_blocks))
+  return tl.unblock_q(out), lse, tiles
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7))
-def _attention(q, k, v, sinks_N, mask, causal, scale, bk):
-  return _forward(q, k, v, sinks_N, mask, causal, scale, bk)[0]
+def _backward(q, k, v, sinks_N, mask, out, lse, d_out, causal, scale, bq, bk):
+  """Gradients (dq, dk, dv, dsinks) of <out, d_out> and the number of tiles visited.
+
+  Outer scan over key blocks j (dk_j, dv_j accumulate in the inner loop), inner loop over the query
+  blocks that see block j; dq [nq, B, K, G * bq, H] float32 is a carry updated one block at a time.
+  """
+  tl = _Tiling(q, k, mask, causal, scale, bq, bk)
+  B, K, G, N, H = tl.B, tl.K, tl.G, tl.K * tl.G, tl.H
+  Hv = v.shape[-1]
+  f32 = lambda x: x.astype(jnp.float32)
+  q_blocks, do_blocks = tl.block_q(f32(q)), tl.block_q(d_out)
+  k_blocks, v_blocks = tl.block_k(k), tl.block_k(v)
+  # D_i = sum_d O_id dO_id, per row, blocked like lse: [nq, B, K, G * bq]; padded rows are 0.
+  delta = tl.block_q(jnp.einsum("btnh,btnh->btn", f32(out), f32(d_out))[..., None])[..., 0]
+  vz = _vary_like(q, k, v, mask, d_out, lse)
+  dq0 = jnp.zeros((tl.nq, B, K, G * bq, H), jnp.float32) + vz
+
+  def kv_step(carry, x):
+    dq, tiles = carry
+    j, k_blk, v_blk = x
+    k32 = f32(k_blk)
+
+    def q_step(i, carry):
+      dq, dk, dv, n = carry
+      q_blk, do_blk = q_blocks[i], do_blocks[i]
+      s, valid = tl.scores(q_blk, k_blk, i, j)
+      p = jnp.exp(s - lse[i][..., None])
+      if valid is not None:
+        p = jnp.where(valid, p, 0.0)
+      dv = dv + jnp.einsum("bkqs,bkqh->bksh", p, f32(do_blk))
+      dp = jnp.einsum("bkqh,bksh->bkqs", do_blk, v_blk, preferred_element_type=jnp.float32)
+      ds = p * (dp - delta[i][..., None]) * scale
+      dq = lax.dynamic_update_index_in_dim(
+          dq, dq[i] + jnp.einsum("bkqs,bksh->bkqh", ds, k32), i, 0)
+      dk = dk + jnp.einsum("bkqs,bkqh->bksh", ds, q_blk)
+      return dq, dk, dv, n + 1
+
+    dk0 = jnp.zeros((B, K, bk, H), jnp.float32) + vz
+    dv0 = jnp.zeros((B, K, bk, Hv), jnp.float32) + vz
+    dq, dk, dv, tiles = lax.fori_loop(tl.q_start(j), tl.nq, q_step, (dq, dk0, dv0, tiles))
+    return (dq, tiles), (dk, dv)
+
+  (dq, tiles), (dk, dv) = lax.scan(kv_step, (dq0, jnp.int32(0)),
+                                   (jnp.arange(tl.nk), k_blocks, v_blocks))
+  sink = jnp.repeat(sinks_N.reshape(K, G), bq, axis=1)  # [K, G * bq]
+  p_sink = jnp.exp(sink - lse)  # exp(-inf) = 0 for a softmax row
+  dsinks = -jnp.sum((p_sink * delta).reshape(tl.nq, B, K, G, bq), axis=(0, 1, 4)).reshape(N)
+  grads = (tl.unblock_q(dq).astype(q.dtype), tl.unblock_k(dk).astype(k.dtype),
+           tl.unblock_k(dv).astype(v.dtype), dsinks.astype(sinks_N.dtype))
+  return grads, tiles
 
 
-def _attention_fwd(q, k, v, sinks_N, mask, causal, scale, bk):
-  out, lse = _forward(q, k, v, sinks_N, mask, causal, scale, bk)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6, 7, 8))
+def _attention(q, k, v, sinks_N, mask, causal, scale, bq, bk):
+  return _forward(q, k, v, sinks_N, mask, causal, scale, bq, bk)[0]
+
+
+def _attention_fwd(q, k, v, sinks_N, mask, causal, scale, bq, bk):
+  out, lse, _ = _forward(q, k, v, sinks_N, mask, causal, scale, bq, bk)
   return out, (q, k, v, sinks_N, mask, out, lse)
 
 
-def _attention_bwd(causal, scale, bk, res, d_out):
+def _attention_bwd(causal, scale, bq, bk, res, d_out):
   q, k, v, sinks_N, mask, out, lse = res
-  B, T, N, H = q.shape
-  S, K = k.shape[1], k.shape[2]
-  G = N // K
-  nb = -(-S // bk)
-  q_BTKGH, xs, scores = _tile(q, k, v, mask, causal, scale, bk)
-  do_BTKGH = d_out.reshape(B, T, K, G, -1)
-  # D_i = sum_d O_id dO_id, per row: [B, K, G, T].
-  delta = jnp.einsum("btkgh,btkgh->bkgt", out.reshape(B, T, K, G, -1).astype(jnp.float32),
-                     do_BTKGH.astype(jnp.float32))
-
-  def step(dq, x):
-    _, k_blk, v_blk, _ = x
-    s, valid = scores(x)
-    p = jnp.where(valid, jnp.exp(jnp.where(valid, s, 0.0) - lse[..., None]), 0.0)
-    dv_blk = jnp.einsum("bkgts,btkgh->bskh", p, do_BTKGH.astype(jnp.float32))
-    dp = jnp.einsum("btkgh,bskh->bkgts", do_BTKGH, v_blk, preferred_element_type=jnp.float32)
-    ds = p * (dp - delta[..., None]) * scale
-    dq = dq + jnp.einsum("bkgts,bskh->btkgh", ds, k_blk.astype(jnp.float32))
-    dk_blk = jnp.einsum("bkgts,btkgh->bskh", ds, q_BTKGH.astype(jnp.float32))
-    return dq, (dk_blk, dv_blk)
-
-  dq0 = jnp.zeros((B, T, K, G, H), jnp.float32) + _vary_like(q, k, v, mask, d_out, lse)
-  dq, (dk_blocks, dv_blocks) = lax.scan(step, dq0, xs)
-
-  def unblock(x_blocks):  # [nb, B, bk, K, H] -> [B, S, K, H]
-    x = jnp.moveaxis(x_blocks, 0, 1)
-    return x.reshape(B, nb * bk, K, -1)[:, :S]
-
-  p_sink = jnp.exp(sinks_N.reshape(K, G, 1) - lse)  # exp(-inf) = 0 for a softmax row
-  dsinks = -jnp.sum(p_sink * delta, axis=(0, 3)).reshape(N)
-  dmask = None
-  return (_match_vma(dq.reshape(B, T, N, H).astype(q.dtype), q),
-          _match_vma(unblock(dk_blocks).astype(k.dtype), k),
-          _match_vma(unblock(dv_blocks).astype(v.dtype), v),
-          _match_vma(dsinks.astype(sinks_N.dtype), sinks_N), dmask)
+  (dq, dk, dv, dsinks), _ = _backward(q, k, v, sinks_N, mask, out, lse, d_out, causal, scale, bq, bk)
+  return (_match_vma(dq, q), _match_vma(dk, k), _match_vma(dv, v), _match_vma(dsinks, sinks_N),
+          None)
 
 
 _attention.defvjp(_attention_fwd, _attention_bwd)
 
 
+# Default tile of the CPU path (measured with benchmarks/bench_blockwise_vs_tokamax.py, see
+# BENCHMARKS.md): small enough that a [B, K, G * block_q, block_k] tile stays in cache and the
+# skipped causal triangle is fine-grained, large enough that the loop overhead stays small.
+BLOCK_Q = 256
+BLOCK_K = 256
+
+
 def blockwise_attention(query, key, value, sinks, *, mask=None, causal=False, scale=None,
-                        block_k=None):
+                        block_k=None, block_q=None):
   """Flash attention with per-head sink logits in pure JAX (see module docstring).
 
   Args:
     query: [B, T, N, H]; key, value: [B, S, K, H], K divides N.
     sinks: [N] float sink logits (-inf: softmax, 0: softmax1); differentiable.
     mask: optional boolean [B|1, N|1, T|1, S|1] (True = attend).
-    causal: key j visible to query i iff j <= i.
+    causal: key j visible to query i iff j <= i (top-left aligned); the tiles above the diagonal
+      are skipped, not computed.
     scale: logit scale, default 1 / sqrt(H).
-    block_k: keys per block (default min(512, S)); S need not be a multiple (padded, masked).
-  Returns [B, T, N, H] in query's dtype. Memory O(B N T block_k) instead of O(B N T S).
+    block_k: keys per block (default min(BLOCK_K, S)); S need not be a multiple (padded, masked).
+    block_q: queries per block (default min(BLOCK_Q, T)); T need not be a multiple.
+  Returns [B, T, N, H] in query's dtype. Memory O(B N block_q block_k) for the scores instead of
+  O(B N T S).
   """
-  S = key.shape[1]
-  bk = int(block_k or min(512, S))
+  T, S = query.shape[1], key.shape[1]
+  bk = int(block_k or min(BLOCK_K, S))
   if bk <= 0:
     raise ValueError(f"block_k must be positive, got {block_k}")
+  bq = int(block_q or max(1, min(BLOCK_Q, T)))  # T = 0: an empty output, as before
+  if bq <= 0:
+    raise ValueError(f"block_q must be positive, got {block_q}")
   scale = float(scale if scale is not None else query.shape[-1] ** -0.5)
   sinks = jnp.asarray(sinks, jnp.float32)
   if mask is not None:
     mask = jnp.asarray(mask, bool)
     mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
-  return _attention(query, key, value, sinks, mask, bool(causal), scale, bk)
+  return _attention(query, key, value, sinks, mask, bool(causal), scale, bq, bk)
