@@ -339,6 +339,10 @@ def blockwise_attention(query, key, value, sinks, *, mask=None, causal=False, sc
   O(B N T S).
   """
   T, S = query.shape[1], key.shape[1]
+  if query.shape[0] * T * S == 0:
+    # No (query, key) pair: an empty result, or rows over 0 keys, which (like fully masked rows)
+    # have no probability mass and give 0. Independent of the inputs, so every gradient is 0.
+    return jnp.zeros(query.shape[:3] + value.shape[-1:], query.dtype)
   bk = int(block_k or min(BLOCK_K, S))
   if bk <= 0:
     raise ValueError(f"block_k must be positive, got {block_k}")

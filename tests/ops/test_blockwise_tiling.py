@@ -134,3 +134,21 @@ def test_tiled_loops_inside_shard_map_match_unsharded():
                               out_specs=(P("d"), (P("d"), P("d"), P("d"), P()))))(*args, sinks)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("T,S", [(0, 5), (4, 0), (0, 0)])
+def test_empty_queries_or_keys_give_zero_output_and_zero_gradients(T, S):
+  """No (query, key) pair: an empty output, or rows over 0 keys (context 0, like fully masked
+  rows); the gradients exist and are 0, as for the reference path."""
+  q = jnp.ones((2, T, 4, 8))
+  kv = jnp.ones((2, S, 2, 8))
+  sinks = jnp.zeros(4)
+
+  def f(q, k, v, s):
+    return blockwise.blockwise_attention(q, k, v, s, causal=True).sum()
+
+  out = blockwise.blockwise_attention(q, kv, kv, sinks, causal=True)
+  assert out.shape == (2, T, 4, 8) and not np.any(np.asarray(out))
+  grads = jax.grad(f, argnums=(0, 1, 2, 3))(q, kv, kv, sinks)
+  for g, x in zip(grads, (q, kv, kv, sinks)):
+    assert g.shape == x.shape and not np.any(np.asarray(g))
