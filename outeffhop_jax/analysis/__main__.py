@@ -21,6 +21,11 @@ packaged all-MiniLM-L6-v2.
   python -m outeffhop_jax.analysis repair --out /tmp/repair [--preset default|full|gpu] [...]
 
 fine-tunes it to remove its outliers (distillation + attention change / penalty; `experiments.repair.run.parser`).
+
+  python -m outeffhop_jax.analysis regrowth --out /tmp/regrowth [--arms vanilla,softmax1,gated] [...]
+
+repairs it per attention arm, then trains it on in-batch InfoNCE without penalty or distillation
+over seeds and measures whether the outliers come back (resumable; `experiments.regrowth.run.parser`).
 """
 from __future__ import annotations
 
@@ -76,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
                  help="skip the sentence-encoder study (results.*) of a BertModel + tokenizer.json")
   sub.add_parser("repair", add_help=False,
                  help="outlier repair of the packaged MiniLM by distillation (see repair --help)")
+  sub.add_parser("regrowth", add_help=False,
+                 help="do repaired outliers come back under contrastive training? (regrowth --help)")
   return p
 
 
@@ -90,6 +97,10 @@ def main(argv=None, log=None) -> int:
     from outeffhop_jax.analysis.experiments.repair import run as repair
 
     return repair.main(argv[1:], log=log)
+  if argv and argv[0] == "regrowth":
+    from outeffhop_jax.analysis.experiments.regrowth import run as regrowth
+
+    return regrowth.main(argv[1:], log=log)
   args = _parser().parse_args(argv)
   if args.command == "inspect":
     return _inspect(args, log or (lambda m: print(m, flush=True)))
