@@ -85,11 +85,13 @@ def _t_interval(x):
 def test_tiny_run_intervals_resume_and_refusal(tmp_path, monkeypatch):
   from outeffhop_jax.models import packaged
 
+  # repair_steps 0: phase 1 still runs (repair's train_run, 0 steps), saves and reloads the
+  # parameters; its training step is repair's, tested in test_repair.py.
   tiny = _one_layer_checkpoint(tmp_path / "ckpt", packaged.checkpoint("all-MiniLM-L6-v2"))
   monkeypatch.setattr(packaged, "checkpoint", lambda name="all-MiniLM-L6-v2": tiny)
   out = tmp_path / "rg"
   argv = ["regrowth", "--out", str(out), "--arms", "vanilla,softmax1", "--seeds", "2",
-          "--steps", "2", "--eval_every", "1", "--repair_steps", "1", "--repair_batch_size", "2",
+          "--steps", "2", "--eval_every", "1", "--repair_steps", "0", "--repair_batch_size", "2",
           "--pairs_per_step", "4", "--seq_len", "16", "--query_len", "8", "--max_len", "16",
           "--eval_passages", "4", "--n_pairs", "6", "--calib_batches", "1"]
   lines = []
