@@ -136,5 +136,7 @@ def test_tiny_run_intervals_resume_and_refusal(tmp_path, monkeypatch):
   assert cli.main(argv + ["--no_plots"], log=lines.append) == 0
   assert any("4 of 4 runs finished" in line and "0 to do" in line for line in lines)
   assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+  again = json.loads((out / "results.json").read_text())
+  assert again["summary"] == summary and again["original"] == r["original"]
   with pytest.raises(SystemExit, match=r"--steps 2 -> 3.*not be comparable"):
     cli.main([a if a != "2" or argv[i - 1] != "--steps" else "3" for i, a in enumerate(argv)])

@@ -100,6 +100,11 @@ def collect(opts, *, original: dict | None = None, dim0: int | None = None) -> d
         m = json.load(f)
       meta[arm] = {k: m.get(k) for k in ("repair_run", "overrides", "steps_run", "train_seconds",
                                          "seconds_per_step", "curve")}
+  saved = os.path.join(opts.out, "original.json")
+  if original is None and os.path.exists(saved):  # a rerun that had nothing left to train
+    with open(saved) as f:
+      o = json.load(f)
+    original, dim0 = o["point"], o["dim0"] if dim0 is None else dim0
   if dim0 is None:
     dim0 = next((r["dim0"] for s in runs.values() for r in s.values() if "dim0" in r), None)
   run_seconds = [r["run_seconds"] for s in runs.values() for r in s.values()]
@@ -119,8 +124,9 @@ def _fmt(iv: dict | None, digits: int, signed: bool = False) -> str:
   return s + (" *" if signed and iv["excludes_zero"] else "")
 
 
-def _label(key: str, dim0) -> str:
-  return dict(METRICS)[key].format(dim0=dim0).replace("|", "\\|")
+def _label(key: str, dim0, table: bool = True) -> str:
+  label = dict(METRICS)[key].format(dim0=dim0)
+  return label.replace("|", "\\|") if table else label
 
 
 def reading(results: dict) -> str:
@@ -174,10 +180,10 @@ def markdown(results: dict) -> str:
   orig = results.get("original")
   if orig:
     L += ["Original (FP32 import): " + ", ".join(
-        f"{_label(k, dim0)} {orig[k]:.{DIGITS[k]}f}" for k, _ in METRICS), ""]
+        f"{_label(k, dim0, table=False)} {orig[k]:.{DIGITS[k]}f}" for k, _ in METRICS), ""]
   for key, _ in METRICS:
     dg = DIGITS[key]
-    L += [f"## {_label(key, dim0)}", "",
+    L += [f"## {_label(key, dim0, table=False)}", "",
           "| Arm | Seeds | Step 0 | Last step | Change (last - step 0) | Change - baseline's "
           "(paired) |", "|---|---|---|---|---|---|"]
     for arm, m in s["arms"].items():

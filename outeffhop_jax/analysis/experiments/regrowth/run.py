@@ -225,7 +225,7 @@ def make_context(opts: RegrowthOptions, log) -> repair._Context:
 
 def eval_point(ctx: repair._Context, model, step: int, dim0: int, copts: ContrastiveOptions) -> dict:
   """The metrics of `model` on the fixed eval data (see the module docstring) + seconds taken."""
-  t = time.perf_counter()
+  t, c = time.perf_counter(), time.process_time()
   fid = ctx.fidelity
   o = fid.outliers(model, ctx.curve, value_batches=1)
   q = fid.quantize(model, ctx.data.calib[0], setting="W8A8")
@@ -237,7 +237,8 @@ def eval_point(ctx: repair._Context, model, step: int, dim0: int, copts: Contras
           "fidelity_fp32": fid.fidelity(fid.embed(model, ctx.curve), ctx.curve_ref),
           "fidelity_w8a8": fid.fidelity(fid.embed(q, ctx.curve), ctx.curve_ref),
           "eval_loss": float(info_nce(e_q, e_d, copts.temperature, copts.symmetric)),
-          "recall@1": r["recall@1"], "mrr": r["mrr"], "seconds": time.perf_counter() - t}
+          "recall@1": r["recall@1"], "mrr": r["mrr"], "seconds": time.perf_counter() - t,
+          "cpu_seconds": time.process_time() - c}
 
 
 # ---------------------------------------------------------------- the two phases
@@ -282,15 +283,16 @@ def run_seed(ctx, pairs: TrainPairs, model, arm: str, seed: int, step0: dict, di
   t0 = time.perf_counter()
   params, opt_state, step_fn = make_train_step(model, copts)
   order = pairs.order(seed)
-  traj, window, durations, evals = [dict(step0)], [], [], []
+  traj, window, durations, evals, cpu = [dict(step0)], [], [], [], []
   stop = "steps"
   for s in range(opts.steps):
     lr = repair_loss.learning_rate(s, opts.steps, copts.train)
     batch = pairs.batch(order, s)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     params, opt_state, terms = step_fn(params, opt_state, *batch, lr)
     terms = {k: float(v) for k, v in terms.items()}
     durations.append(time.perf_counter() - t)
+    cpu.append(time.process_time() - c)  # all threads: the cost on a machine shared with others
     window.append(terms)
     if not np.isfinite(terms["loss"]):
       stop = "non-finite loss"
@@ -310,6 +312,7 @@ def run_seed(ctx, pairs: TrainPairs, model, arm: str, seed: int, step0: dict, di
           "stop_reason": stop, "trajectory": traj,
           "seconds_per_step": float(np.mean(durations[1:])) if len(durations) > 1 else durations[0],
           "first_step_seconds": durations[0],
+          "cpu_seconds_per_step": float(np.mean(cpu[1:])) if len(cpu) > 1 else cpu[0],
           "seconds_per_eval": float(np.mean(evals[1:])) if len(evals) > 1 else evals[0],
           "run_seconds": time.perf_counter() - t0}
 
@@ -343,6 +346,8 @@ def run_regrowth(opts: RegrowthOptions, log: Callable[[str], None] = print) -> d
     dim0 = int(ctx.fidelity.outliers(ctx.teacher, ctx.curve, value_batches=1)["dominant"]["dim"])
     original = eval_point(ctx, ctx.teacher, 0, dim0, opts.contrastive)
     log(f"[regrowth] original: dominant dim {dim0}; " + _line("original", 0, original, 0))
+    with open(os.path.join(opts.out, "original.json"), "w") as f:  # for a rerun's report
+      json.dump({"dim0": dim0, "point": original}, f, indent=1, default=_json_default)
     last_run = 0.0
     for arm in opts.arms:
       seeds = [k for a, k in todo if a == arm]
