@@ -117,14 +117,16 @@ def test_tiny_run_intervals_resume_and_refusal(tmp_path, monkeypatch):
       change[arm] = np.subtract(last, first)
       got = summary["arms"][arm][key]
       m, h = _t_interval(last)
-      assert got["last"]["mean"] == pytest.approx(m) and got["last"]["half_width"] == pytest.approx(h)
+      assert got["last"]["mean"] == pytest.approx(m)
+      assert got["last"]["half_width"] == pytest.approx(h)
       m, h = _t_interval(change[arm])
       assert got["change"]["mean"] == pytest.approx(m, abs=1e-12)
       assert got["change"]["half_width"] == pytest.approx(h, abs=1e-12)
       assert got["step0"]["half_width"] == 0.0
     m, h = _t_interval(change["softmax1"] - change["vanilla"])
     d = summary["vs_baseline"]["softmax1"][key]["change_diff"]
-    assert d["mean"] == pytest.approx(m, abs=1e-12) and d["half_width"] == pytest.approx(h, abs=1e-12)
+    assert d["mean"] == pytest.approx(m, abs=1e-12)
+    assert d["half_width"] == pytest.approx(h, abs=1e-12)
     assert d["excludes_zero"] == bool(m - h > 0 or m + h < 0)
   md = (out / "results.md").read_text()
   assert "| vanilla | 2 |" in md and "| softmax1 | 2 |" in md and "Reading (2 seeds" in md

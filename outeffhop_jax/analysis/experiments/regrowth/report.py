@@ -46,6 +46,15 @@ def _paired(a, b) -> dict | None:
           "excludes_zero": iv.excludes_zero()}
 
 
+def arm_dir(opts, arm: str) -> str:
+  """OUT/runs/<arm>: the arm's repaired/ parameters and seed<k>.json runs."""
+  return os.path.join(opts.out, "runs", arm)
+
+
+def seed_path(opts, arm: str, seed: int) -> str:
+  return os.path.join(arm_dir(opts, arm), f"seed{seed}.json")
+
+
 def baseline_arm(arms) -> str:
   return "vanilla" if "vanilla" in arms else arms[0]
 
@@ -82,19 +91,17 @@ def summarize(runs: dict) -> dict:
 
 def collect(opts, *, original: dict | None = None, dim0: int | None = None) -> dict:
   """Every finished run of opts.arms x seeds 0..opts.seeds-1 in OUT/runs, summarised."""
-  from outeffhop_jax.analysis.experiments.regrowth import run as regrowth_run
-
   runs, meta = {}, {}
   for arm in opts.arms:
     by_seed = {}
     for k in range(opts.seeds):
-      path = regrowth_run.seed_path(opts, arm, k)
+      path = seed_path(opts, arm, k)
       if os.path.exists(path):
         with open(path) as f:
           by_seed[k] = json.load(f)
     if by_seed:
       runs[arm] = by_seed
-    mpath = os.path.join(regrowth_run.arm_dir(opts, arm), "repaired", "meta.json")
+    mpath = os.path.join(arm_dir(opts, arm), "repaired", "meta.json")
     if os.path.exists(mpath):
       with open(mpath) as f:
         m = json.load(f)
@@ -169,8 +176,8 @@ def markdown(results: dict) -> str:
        f"Phase 1 (once per arm, seed 0): repair's \"both\" run (the arm's attention + outlier "
        f"penalty, distillation) for {o['repair_steps']} steps of {o['repair_batch_size']} x "
        f"{o['seq_len']} tokens. Phase 2 (per seed): {o['steps']} steps of in-batch InfoNCE, "
-       f"{direction}, temperature {o['temperature']:g}, {o['pairs_per_step']} train query / passage "
-       f"pairs a step (query {o['query_len']}, passage {o['seq_len']} tokens), AdamW lr "
+       f"{direction}, temperature {o['temperature']:g}, {o['pairs_per_step']} train query / "
+       f"passage pairs a step (query {o['query_len']}, passage {o['seq_len']} tokens), AdamW lr "
        f"{o['lr']:g} (10 % warmup, then constant), no penalty, no distillation, dropout off; the "
        "seed sets the data order. Evaluation: outliers and FP32 / W8A8 fidelity (cosine to the "
        f"original's embeddings) on {o['eval_passages']} eval passages, W8A8 calibrated on "
@@ -205,9 +212,10 @@ def markdown(results: dict) -> str:
     L.append("")
   comp = results["compute"]
   L += [f"Compute: phase 2 runs {comp['phase2_total_seconds'] / 60:.1f} min in all "
-        f"({len(comp['phase2_run_seconds'])} runs); this command {results['total_seconds'] / 60:.1f} "
-        "min." + (" Stopped by the time budget: rerun to finish." if results.get("budget_stopped")
-                  else "")]
+        f"({len(comp['phase2_run_seconds'])} runs); this command "
+        f"{results['total_seconds'] / 60:.1f} min."
+        + (" Stopped by the time budget: rerun to finish." if results.get("budget_stopped")
+           else "")]
   files = [f for f in results.get("files", []) if f.endswith(".png")]
   if files:
     L += ["", "Figures: " + ", ".join(f"`{f}`" for f in files)]

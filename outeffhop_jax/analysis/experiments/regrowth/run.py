@@ -37,6 +37,8 @@ import numpy as np
 
 from outeffhop_jax.analysis.experiments.regrowth.loss import ContrastiveOptions, info_nce, \
     make_train_step
+from outeffhop_jax.analysis.experiments.regrowth import report
+from outeffhop_jax.analysis.experiments.regrowth.report import arm_dir, seed_path
 from outeffhop_jax.analysis.experiments.repair import loss as repair_loss
 from outeffhop_jax.analysis.experiments.repair import run as repair
 
@@ -123,11 +125,12 @@ def validate(opts: RegrowthOptions):
     with open(path) as f:
       before = json.load(f)
     now = json.loads(json.dumps(comparable(opts)))
-    changed = [f"--{k} {before.get(k)!r} -> {now[k]!r}" for k in COMPARABLE if before.get(k) != now[k]]
+    changed = [f"--{k} {before.get(k)!r} -> {now[k]!r}" for k in COMPARABLE
+               if before.get(k) != now[k]]
     if changed:
-      raise ValueError(f"regrowth: {opts.out} holds runs made with other options ({'; '.join(changed)}); "
-                       "their results would not be comparable: rerun with the same options or "
-                       "use a new --out")
+      raise ValueError(f"regrowth: {opts.out} holds runs made with other options "
+                       f"({'; '.join(changed)}); their results would not be comparable: "
+                       "rerun with the same options or use a new --out")
 
 
 # ---------------------------------------------------------------- repaired parameters
@@ -161,7 +164,8 @@ def load_params(model, folder: str):
     for k, (_, v) in zip(keys, flat):
       a = z[k]
       if a.shape != v.shape:
-        raise ValueError(f"load_params: {k} has shape {a.shape} in {folder}, {v.shape} in the model")
+        raise ValueError(f"load_params: {k} has shape {a.shape} in {folder}, {v.shape} in the "
+                         "model")
       leaves.append(a.astype(v.dtype))
   nnx.update(model, jax.tree_util.tree_unflatten(treedef, leaves))
   with open(os.path.join(folder, "meta.json")) as f:
@@ -223,7 +227,8 @@ def make_context(opts: RegrowthOptions, log) -> repair._Context:
   return repair._Context(ropts, log)
 
 
-def eval_point(ctx: repair._Context, model, step: int, dim0: int, copts: ContrastiveOptions) -> dict:
+def eval_point(ctx: repair._Context, model, step: int, dim0: int,
+               copts: ContrastiveOptions) -> dict:
   """The metrics of `model` on the fixed eval data (see the module docstring) + seconds taken."""
   t, c = time.perf_counter(), time.process_time()
   fid = ctx.fidelity
@@ -242,14 +247,6 @@ def eval_point(ctx: repair._Context, model, step: int, dim0: int, copts: Contras
 
 
 # ---------------------------------------------------------------- the two phases
-
-
-def arm_dir(opts: RegrowthOptions, arm: str) -> str:
-  return os.path.join(opts.out, "runs", arm)
-
-
-def seed_path(opts: RegrowthOptions, arm: str, seed: int) -> str:
-  return os.path.join(arm_dir(opts, arm), f"seed{seed}.json")
 
 
 def repaired_model(ctx, opts: RegrowthOptions, arm: str, dim0: int, log):
@@ -328,8 +325,6 @@ def _line(arm, seed, p, steps) -> str:
 
 def run_regrowth(opts: RegrowthOptions, log: Callable[[str], None] = print) -> dict:
   """Both phases for every arm and seed not finished in OUT; then OUT/results.json, .md, PNGs."""
-  from outeffhop_jax.analysis.experiments.regrowth import report
-
   t_start = time.perf_counter()
   validate(opts)
   os.makedirs(opts.out, exist_ok=True)
