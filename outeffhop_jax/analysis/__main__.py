@@ -26,6 +26,11 @@ fine-tunes it to remove its outliers (distillation + attention change / penalty;
 
 traces the outlier metrics (kurtosis, inf-norm, sink rate, first-token mass) over every kept
 checkpoint of training workdirs, mean ± 95 % t-interval over seeds (`experiments.horizon`).
+
+  python -m outeffhop_jax.analysis regrowth --out /tmp/regrowth [--arms vanilla,softmax1,gated] [...]
+
+repairs the packaged MiniLM per attention arm, then trains it on in-batch InfoNCE without penalty or distillation
+over seeds and measures whether the outliers come back (resumable; `experiments.regrowth.run.parser`).
 """
 from __future__ import annotations
 
@@ -83,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                  help="outlier metrics over every kept checkpoint of training workdirs (see horizon --help)")
   sub.add_parser("repair", add_help=False,
                  help="outlier repair of the packaged MiniLM by distillation (see repair --help)")
+  sub.add_parser("regrowth", add_help=False,
+                 help="do repaired outliers come back under contrastive training? (regrowth --help)")
   return p
 
 
@@ -101,6 +108,10 @@ def main(argv=None, log=None) -> int:
     from outeffhop_jax.analysis.experiments import horizon
 
     return horizon.main(argv[1:], log=log or (lambda m: print(m, flush=True)))
+  if argv and argv[0] == "regrowth":
+    from outeffhop_jax.analysis.experiments.regrowth import run as regrowth
+
+    return regrowth.main(argv[1:], log=log)
   args = _parser().parse_args(argv)
   if args.command == "inspect":
     return _inspect(args, log or (lambda m: print(m, flush=True)))

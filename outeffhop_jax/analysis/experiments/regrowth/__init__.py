@@ -1,0 +1,1 @@
+"""Outlier regrowth: repair per attention arm, then continued contrastive training over seeds."""
