@@ -11,9 +11,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -53,6 +55,8 @@ def jax_trainer(normalizer="softmax", gate="none", attention_impl="reference"):
     state["params"], state["opt"], loss = train_step(state["params"], state["opt"], ids)
     return loss
 
+  # The optimized HLO of the step (for benchmarks/profile_opt_vs_torch.py: thunk name -> op).
+  step.hlo_text = lambda: train_step.lower(state["params"], state["opt"], ids).compile().as_text()
   return step
 
 
