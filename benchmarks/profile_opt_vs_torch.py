@@ -31,21 +31,23 @@ ATTN_SHAPE = re.compile(rf"\[{bench.BATCH},{bench.HEADS},(1,)?{bench.SEQ},({benc
 
 
 def _entry_instructions(hlo_text):
-  """name -> (shape, op_name metadata) for the ENTRY computation's instructions (the thunks)."""
+  """name -> (shape, opcode, op_name metadata) for the ENTRY computation's instructions (the thunks)."""
   entry = hlo_text[hlo_text.index("\nENTRY"):]
   out = {}
   for line in entry.splitlines():
-    m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ", line)
+    m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\(", line)
     if m:
       op = re.search(r'op_name="([^"]*)"', line)
-      out[m.group(1)] = (m.group(2), op.group(1) if op else "")
+      out[m.group(1)] = (m.group(2), m.group(3), op.group(1) if op else "")
   return out
 
 
-def _category(name, shape, op):
+def _category(name, shape, opcode, op):
   d = "bwd" if "transpose(jvp" in op else "fwd"
   if "jvp" not in op:
     return "optimizer update (AdamW) and other"
+  if opcode == "dot":  # not a YNNPACK fusion: XLA:CPU's generic dot
+    return f"generic (non-YNNPACK) dots {d}"
   if "dot_general" in op and re.search(r"bkgts|btkgh|bkgth", op):
     return f"attention matmuls (QK^T, PV) {d}"
   if "dot_general" in op:
@@ -75,8 +77,8 @@ def profile_jax(steps, detail=None, top=12):
     if e.get("ph") != "X" or e["name"] not in inst:
       unmatched += e.get("dur", 0) if e.get("ph") == "X" and "fusion" in e["name"] else 0
       continue
-    shape, op = inst[e["name"]]
-    cat = _category(e["name"], shape, op)
+    shape, opcode, op = inst[e["name"]]
+    cat = _category(e["name"], shape, opcode, op)
     cat_us[cat] += e.get("dur", 0) / steps
     if detail and detail in cat:
       thunk_us[(e["name"], shape, op)] += e.get("dur", 0) / steps
