@@ -32,13 +32,24 @@ ATTN_SHAPE = re.compile(rf"\[{bench.BATCH},{bench.HEADS},(1,)?{bench.SEQ},({benc
 
 def _entry_instructions(hlo_text):
   """name -> (shape, opcode, op_name metadata) for the ENTRY computation's instructions (the thunks)."""
+  # Fused computations that hold a dot: a fusion calling one is a matmul whatever its op_name says
+  # (a weight gradient's dot carries the op_name of the transpose that follows it).
+  with_dot, current = set(), None
+  for line in hlo_text.splitlines():
+    head = re.match(r"%?([\w.\-]+) \(", line)
+    if head and not line.startswith(" "):
+      current = head.group(1)
+    elif current and " dot(" in line:
+      with_dot.add(current)
   entry = hlo_text[hlo_text.index("\nENTRY"):]
   out = {}
   for line in entry.splitlines():
     m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\(", line)
     if m:
       op = re.search(r'op_name="([^"]*)"', line)
-      out[m.group(1)] = (m.group(2), m.group(3), op.group(1) if op else "")
+      calls = re.search(r"calls=%?([\w.\-]+)", line)
+      opcode = "ynn_dot" if calls and calls.group(1) in with_dot else m.group(3)
+      out[m.group(1)] = (m.group(2), opcode, op.group(1) if op else "")
   return out
 
 
@@ -48,9 +59,11 @@ def _category(name, shape, opcode, op):
     return "optimizer update (AdamW) and other"
   if opcode == "dot":  # not a YNNPACK fusion: XLA:CPU's generic dot
     return f"generic (non-YNNPACK) dots {d}"
-  if "dot_general" in op and re.search(r"bkgts|btkgh|bkgth", op):
+  heads_major = re.search(rf"\[{bench.BATCH},{bench.HEADS},", shape)  # [B, N (or K), ...] output
+  if ("dot_general" in op or opcode == "ynn_dot") and (re.search(r"bkgts|btkgh|bkgth", op)
+                                                       or heads_major):
     return f"attention matmuls (QK^T, PV) {d}"
-  if "dot_general" in op:
+  if "dot_general" in op or opcode == "ynn_dot":
     return f"dense matmuls (qkv/out/fc1/fc2/LM head) {d}"
   if ATTN_SHAPE.search(shape):
     return f"attention softmax + causal mask [B,N,T,S] {d}"

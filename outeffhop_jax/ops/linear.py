@@ -5,8 +5,8 @@
 Same value as `lax.dot_general` and the same derivatives (forward and reverse mode, any order); only
 the reverse-mode program differs. The weight gradient of a plain dot_general is
 dW = dot(x [M, D], dy [M, F]) contracting M, a dot whose left operand is contracted over its leading
-axis, which XLA:CPU leaves to its generic dot (about 3x slower than YNNPACK on the OPT train step:
-a quarter of that step on one core). Here the tangent of the W term is written as (x^T)^T . dW with
+axis, which XLA:CPU leaves to its generic dot (about half YNNPACK's speed; a quarter of the OPT
+train step of benchmarks/bench_opt_vs_torch.py on one core). Here the tangent of the W term is written as (x^T)^T . dW with
 x^T [D, M] materialised behind `lax.optimization_barrier` (so it is not folded back into the dot):
 its transpose, the weight gradient, is then the plain matmul x^T . dy. Used when D <= F (transposing
 a wide x costs more than it saves) and when no interceptor (qwix) has patched lax.dot_general.
