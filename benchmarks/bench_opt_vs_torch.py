@@ -5,15 +5,18 @@ dropout 0, float32, AdamW (lr 1e-3, betas (0.9, 0.95), wd 0.1). Repetitions are 
 (JAX, torch, JAX, ...) so load drift hits both alike; the median of each side is reported.
 
     python benchmarks/bench_opt_vs_torch.py [--reps 5] [--steps 5] [--normalizer softmax]
+    taskset -c 0 python benchmarks/bench_opt_vs_torch.py ...   (one core, one thread each side)
 """
 from __future__ import annotations
 
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -53,6 +56,8 @@ def jax_trainer(normalizer="softmax", gate="none", attention_impl="reference"):
     state["params"], state["opt"], loss = train_step(state["params"], state["opt"], ids)
     return loss
 
+  # The optimized HLO of the step (for benchmarks/profile_opt_vs_torch.py: thunk name -> op).
+  step.hlo_text = lambda: train_step.lower(state["params"], state["opt"], ids).compile().as_text()
   return step
 
 
@@ -93,7 +98,9 @@ def main():
   ap.add_argument("--normalizer", default="softmax")
   args = ap.parse_args()
   import torch
-  torch.set_num_threads(os.cpu_count())
+  # The cores this process may use (`taskset -c 0 python ...` runs both sides on one core; XLA's
+  # thread pool follows the affinity too).
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
   jstep, tstep = jax_trainer(args.normalizer), torch_trainer()
   jblock, tblock = (lambda x: x.block_until_ready()), (lambda x: x.detach().item())
   time_steps(jstep, 2, jblock)  # compile + warm-up
@@ -104,7 +111,7 @@ def main():
     tt.append(time_steps(tstep, args.steps, tblock))
   tokens = BATCH * SEQ
   j, t = statistics.median(jt), statistics.median(tt)
-  print(f"devices: jax {jax.devices()[0].platform} x{os.cpu_count()} cores, torch threads "
+  print(f"devices: jax {jax.devices()[0].platform} x{len(os.sched_getaffinity(0))} cores, torch threads "
         f"{torch.get_num_threads()}")
   print(f"JAX  (ours, {args.normalizer}): {j * 1e3:8.1f} ms/step  {tokens / j:9.0f} tokens/s")
   print(f"torch (HF OPTForCausalLM):   {t * 1e3:8.1f} ms/step  {tokens / t:9.0f} tokens/s")

@@ -6,14 +6,19 @@ from flax import nnx
 
 from outeffhop_jax.nn import MultiHeadAttention
 from outeffhop_jax.nn import _init
+from outeffhop_jax.ops.linear import dense_dot_general
 
 
 def dense(d_in, d_out, axes, cfg, rngs, *, use_bias=True):
-  """nnx.Linear [d_in, d_out] with logical axes `axes`, N(0, init_std) kernel, zero bias."""
+  """nnx.Linear [d_in, d_out] with logical axes `axes`, N(0, init_std) kernel, zero bias.
+
+  Its dot is `ops.linear.dense_dot_general`: the values and derivatives of lax.dot_general, with a
+  weight gradient that XLA:CPU runs as a fast matmul (OPT train step: -10 % on one core)."""
   return nnx.Linear(d_in, d_out, use_bias=use_bias, dtype=_init.as_dtype(cfg.dtype),
                     param_dtype=_init.as_dtype(cfg.param_dtype),
                     kernel_init=_init.partitioned(_init.normal(cfg.init_std), axes),
-                    bias_init=_init.partitioned(_init.zeros, axes[1:]), rngs=rngs)
+                    bias_init=_init.partitioned(_init.zeros, axes[1:]),
+                    dot_general=dense_dot_general, rngs=rngs)
 
 
 def layer_norm(d, cfg, rngs):

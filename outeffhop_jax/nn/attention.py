@@ -185,7 +185,9 @@ class MultiHeadAttention(nnx.Module):
     p_BNTS = self.dropout(p_BNTS, deterministic=False)
     K = self.num_kv_heads
     p_BKGTS = p_BNTS.reshape(B, K, self.num_heads // K, T, -1)
-    ctx = jnp.einsum("bkgts,bskh->btkgh", p_BKGTS.astype(v_BSKH.dtype), v_BSKH)
+    v_BKSH = jnp.transpose(v_BSKH, (0, 2, 1, 3))
+    ctx = jnp.transpose(jnp.einsum("bkgts,bksh->bkgth", p_BKGTS.astype(v_BSKH.dtype), v_BKSH),
+                        (0, 3, 1, 2, 4))
     return ctx.reshape(B, T, self.num_heads, self.head_dim)
 
   def __call__(self, x_BTD, *, context_BSD=None, mask=None, causal: bool = False,
@@ -230,7 +232,9 @@ class MultiHeadAttention(nnx.Module):
     """The "reference" forward (same math as `ops.attention_weights` and its P.V) with `hooks`."""
     B, T, N, H = q_BTNH.shape
     S, K = k_BSKH.shape[1], self.num_kv_heads
-    logits = jnp.einsum("btkgh,bskh->bkgts", q_BTNH.reshape(B, T, K, N // K, H), k_BSKH,
+    # The layout of `ops.attention` (heads-major operands), so both paths give the same bits.
+    q_BKGTH = jnp.transpose(q_BTNH.reshape(B, T, K, N // K, H), (0, 2, 3, 1, 4))
+    logits = jnp.einsum("bkgth,bksh->bkgts", q_BKGTH, jnp.transpose(k_BSKH, (0, 2, 1, 3)),
                         preferred_element_type=jnp.float32)
     s_BNTS = logits.reshape(B, N, T, S) * (1.0 / math.sqrt(H))
     valid = _valid_mask(mask, causal, T, S)
@@ -245,8 +249,9 @@ class MultiHeadAttention(nnx.Module):
       self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
     if use_dropout:
       p_BNTS = self.dropout(p_BNTS, deterministic=False)
-    ctx = jnp.einsum("bkgts,bskh->btkgh", p_BNTS.reshape(B, K, N // K, T, S),
-                     v_BSKH.astype(jnp.float32))
+    v_BKSH = jnp.transpose(v_BSKH, (0, 2, 1, 3)).astype(jnp.float32)
+    ctx = jnp.transpose(jnp.einsum("bkgts,bksh->bkgth", p_BNTS.reshape(B, K, N // K, T, S), v_BKSH),
+                        (0, 3, 1, 2, 4))
     ctx_BTNH = apply_gate(self.gate, x_BTD, ctx.reshape(B, T, N, H).astype(q_BTNH.dtype))
     if hooks.context is not None:
       ctx_BTNH = hooks.context(ctx_BTNH)

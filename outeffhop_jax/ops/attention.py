@@ -162,8 +162,12 @@ def _probs(query, key, norm, bias4, valid, sinks, scale):
   B, T, N, H = query.shape
   S, K = key.shape[1], key.shape[2]
   norm = _resolve_normalizer(norm, sinks, N)
-  q_BTKGH = query.reshape(B, T, K, N // K, H)
-  logits = jnp.einsum("btkgh,bskh->bkgts", q_BTKGH, key, preferred_element_type=jnp.float32)
+  # Heads-major operands, transposed once: [B, K, G, T, H] . [B, K, S, H] is a plain batched
+  # matmul for XLA:CPU; contracting the [B, T, K, G, H] layout directly made it copy the
+  # [B, N, T, S] scores and probabilities into the dot's layout (5 % of the OPT train step on CPU).
+  q_BKGTH = jnp.transpose(query.reshape(B, T, K, N // K, H), (0, 2, 3, 1, 4))
+  logits = jnp.einsum("bkgth,bksh->bkgts", q_BKGTH, jnp.transpose(key, (0, 2, 1, 3)),
+                      preferred_element_type=jnp.float32)
   logits_BNTS = logits.reshape(B, N, T, S) * scale
   if bias4 is not None:
     logits_BNTS = logits_BNTS + bias4.astype(jnp.float32)
@@ -191,7 +195,8 @@ def _reference_attention(query, key, value, norm, bias4, valid, sinks, scale):
   K = key.shape[2]
   p_BNTS = _probs(query, key, norm, bias4, valid, sinks, scale)
   p_BKGTS = p_BNTS.reshape(B, K, N // K, T, -1)
-  out = jnp.einsum("bkgts,bskh->btkgh", p_BKGTS, value.astype(jnp.float32))
+  v_BKSH = jnp.transpose(value, (0, 2, 1, 3)).astype(jnp.float32)
+  out = jnp.transpose(jnp.einsum("bkgts,bksh->bkgth", p_BKGTS, v_BKSH), (0, 3, 1, 2, 4))
   return out.reshape(B, T, N, value.shape[-1]).astype(query.dtype)
 
 
