@@ -9,7 +9,9 @@ axis, which XLA:CPU leaves to its generic dot (about half YNNPACK's speed; a qua
 train step of benchmarks/bench_opt_vs_torch.py on one core). Here the tangent of the W term is written as (x^T)^T . dW with
 x^T [D, M] materialised behind `lax.optimization_barrier` (so it is not folded back into the dot):
 its transpose, the weight gradient, is then the plain matmul x^T . dy. Used when D <= F (transposing
-a wide x costs more than it saves) and when no interceptor (qwix) has patched lax.dot_general.
+a wide x costs more than it saves), when no interceptor (qwix) has patched lax.dot_general, and
+only on XLA:CPU (the default backend at trace time): GPU and TPU matmuls take either operand layout
+at full speed, and there the extra x^T would cost memory and constrain sharding for nothing.
 """
 from __future__ import annotations
 
@@ -59,7 +61,8 @@ def dense_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_ele
   # Only when D <= F: the extra pass transposes x [M, D]; for D > F (e.g. OPT's fc2, 1024 -> 256)
   # transposing the wider x costs more on XLA:CPU (a strided 4096 x 1024 copy: ~60 ms on one
   # core) than the generic dot loses.
-  if not plain or lhs.shape[-1] > rhs.shape[1] or _intercepted():
+  if (not plain or lhs.shape[-1] > rhs.shape[1] or _intercepted()
+      or jax.default_backend() != "cpu"):
     kw = {} if out_sharding is None else {"out_sharding": out_sharding}
     return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
                            preferred_element_type=preferred_element_type, **kw)

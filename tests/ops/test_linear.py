@@ -80,3 +80,12 @@ def test_a_patched_dot_general_is_called_as_itself(monkeypatch):
   monkeypatch.setattr(lax, "dot_general", spy)
   jaxpr = str(jax.make_jaxpr(lambda x, w: linear.dense_dot_general(x, w, DN))(x, w))
   assert calls and "custom_jvp" not in jaxpr
+
+
+def test_other_backends_get_lax_dot_general(monkeypatch):
+  """The barriered x^T is an XLA:CPU layout fix: traced for another default backend (GPU, TPU),
+  the dense dot is lax.dot_general itself, with no custom rule or barrier in its gradient."""
+  x, w = _xw()
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  jaxpr = str(jax.make_jaxpr(jax.grad(_loss(linear.dense_dot_general), 1))(x, w))
+  assert "custom_jvp" not in jaxpr and "optimization_barrier" not in jaxpr
