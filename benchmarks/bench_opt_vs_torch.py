@@ -16,7 +16,7 @@ import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo, as a fallback: PYTHONPATH / an install win
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
