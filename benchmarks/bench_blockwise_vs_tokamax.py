@@ -45,9 +45,10 @@ def main():
   q, k, v, w = (jax.random.normal(kk_, (B, T, N, H), jnp.float32) for kk_ in (kq, kk, kv, kw))
   sinks = {"ours sink=0": jnp.zeros((N,)), "ours softmax": jnp.full((N,), -jnp.inf)}
 
+  # block_q only when given: older versions of the library (a "before" run) have no such argument.
+  blocks = {"block_k": a.block_k, **({"block_q": a.block_q} if a.block_q else {})}
   attn = {name: (lambda q, k, v, s=s: blockwise.blockwise_attention(q, k, v, s, causal=True,
-                                                                     block_k=a.block_k,
-                                                                     block_q=a.block_q))
+                                                                     **blocks))
           for name, s in sinks.items()}
   attn["tokamax xla_chunked"] = lambda q, k, v: tokamax.dot_product_attention(
       q, k, v, is_causal=True, implementation="xla_chunked")

@@ -40,7 +40,7 @@ run_side() {  # $1 label, $2 library root
     echo "### $1 $name: python $cmd" | tee -a "$FILE"
     start=$(date +%s)
     if PYTHONPATH="$2${EXTRA_PYTHONPATH:+:$EXTRA_PYTHONPATH}" timeout 900 python $cmd >"$FILE.part" 2>&1; then
-      grep -iE "ratio|÷|/ torch|tokens/s|median|ms|x$" "$FILE.part" | grep -v Warning | tail -12 | tee -a "$FILE"
+      grep -vE "Warning|warn|^\s*$" "$FILE.part" | tail -12 | tee -a "$FILE"
     else
       echo "FAILED (exit $?): $(tail -3 "$FILE.part" | tr '\n' ' ')" | tee -a "$FILE"
     fi
