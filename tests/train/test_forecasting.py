@@ -87,8 +87,8 @@ def test_short_training_beats_repeat_and_linear_baselines(preset, tmp_path):
   c.data.eval_split = "test"  # the run's final evaluation is the test MSE
   c.data.prefetch = 0
   c.model.update(in_len=48, out_len=12, num_layers=1)
-  c.train.update(num_steps=150, global_batch_size=32, eval_batch_size=128, eval_every=0,
-                 checkpoint_every=150, log_every=50, progress_bar=False, tensorboard=False,
+  c.train.update(num_steps=90, global_batch_size=32, eval_batch_size=128, eval_every=0,
+                 checkpoint_every=90, log_every=50, progress_bar=False, tensorboard=False,
                  async_checkpointing=False)
   c.optimizer.update(learning_rate=3e-3, warmup_steps=10)
   c = config_lib.forecasting_finish(c)
