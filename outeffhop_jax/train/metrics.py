@@ -20,11 +20,6 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-try:  # a dependency, but the JSON lines do not need it
-  from tensorboardX import SummaryWriter
-except ImportError:
-  SummaryWriter = None
-
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -43,7 +38,10 @@ class MetricWriter:
     if torn:  # a partial last record (killed mid-write): keep it on its own line
       self._jsonl.write("\n")
     if tensorboard:
-      if SummaryWriter is None:
+      # Imported here: tensorboardX pulls in torch where it is installed (~1.7 s a process).
+      try:  # a dependency, but the JSON lines do not need it
+        from tensorboardX import SummaryWriter
+      except ImportError:
         logging.warning("tensorboardX not installed: TensorBoard events are not written")
       else:
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), flush_secs=30)

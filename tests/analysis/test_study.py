@@ -22,7 +22,7 @@ def test_study_writes_every_output(small_study):
   for v, r in study["results"].items():
     assert r["step"] == 300 and r["variant"] == v
     assert r["normalizer"] == ("softmax" if v == "vanilla" else "softmax1")
-    assert set(r["quantized"]) == {"W8A8", "W6A8", "W4A8", "W6A6"}
+    assert set(r["quantized"]) == {"W8A8", "W6A6"}  # the fixture's --settings
     assert len(r["quantized"]["W8A8"]["values"]) == 3
     s = r["outliers"]["summary"]
     assert s["avg_kurtosis"] > 0 and s["max_inf_norm"] > 0 and 0 <= s["sink_rate"] <= 1

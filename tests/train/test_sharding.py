@@ -1,4 +1,6 @@
 """Mesh construction, logical-axis rules, and equal losses on every mesh (8 fake CPU devices)."""
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -60,3 +62,25 @@ def test_same_loss_on_every_mesh(make_config):
     if shape[2] > 1:  # tensor axis used: some parameter really is split over it
       specs = [s.spec for s in jax.tree.leaves(setup.state_shardings["params"])]
       assert any("tensor" in str(s) for s in specs)
+
+
+def test_small_cpu_models_initialise_at_level_0_with_the_same_draws(make_config):
+  """init_state compiles a small model's initialisation at XLA:CPU level 0 (cheaper to build);
+  the parameters equal a default-level build of the same function up to float rounding."""
+  from flax import nnx
+
+  setup = setup_lib.build(make_config("opt", "softmax1"),
+                          sharding.make_mesh((1, 1, 1), jax.devices()[:1]))
+  assert setup_lib._init_compiler_options(setup) == {"xla_backend_optimization_level": 0}
+  state, _ = setup_lib.init_state(setup)
+  model_fn = setup_lib._model_fn(setup.config, setup.model_cfg)
+  want = jax.jit(lambda: nnx.split(model_fn(), nnx.Param, ...)[1])()  # default level
+  got, want = jax.tree.leaves(state["params"]), jax.tree.leaves(want)
+  assert len(got) == len(want) > 10
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+  assert any(np.std(np.asarray(a)) > 0 for a in got)  # real draws, not constants
+  # Above the size limit the default level is kept.
+  big = dataclasses.replace(setup, abstract_params={"w": jax.ShapeDtypeStruct(
+      (setup_lib._CPU_FAST_INIT_MAX_PARAMS + 1,), np.float32)})
+  assert setup_lib._init_compiler_options(big) is None
