@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from outeffhop_jax.analysis._io import json_default
+from outeffhop_jax.analysis import _io
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))))
@@ -267,17 +267,14 @@ def run_study(opts: StudyOptions, log=print) -> dict:
     study["seeds"] = list(range(opts.seeds))
     study["per_seed"] = per_seed
     study["seed_stats"] = seeds_lib.seed_stats(per_seed)
-  with open(os.path.join(opts.out, "results.json"), "w") as f:
-    json.dump(study, f, indent=1, default=json_default)
+  # The reports before the plots (a failing plot leaves them), results.json again with their names.
+  _io.write_results(opts.out, study, report.markdown(study))
   np.savez_compressed(os.path.join(opts.out, "attention_maps.npz"),
                       **{f"{v}/{n}": m for v, ms in all_maps.items() for n, m in ms.items()})
-  with open(os.path.join(opts.out, "results.md"), "w") as f:
-    f.write(report.markdown(study))
   if opts.plots:
     study["plots"] = plots.write_all(study, all_maps, opts.out)
   study["total_seconds"] = time.perf_counter() - t0
-  with open(os.path.join(opts.out, "results.json"), "w") as f:
-    json.dump(study, f, indent=1, default=json_default)
+  _io.write_json(os.path.join(opts.out, "results.json"), study)
   log(f"wrote {opts.out}/results.json, results.md and {len(study.get('plots', []))} plots "
       f"in {study['total_seconds']:.0f} s")
   return study
