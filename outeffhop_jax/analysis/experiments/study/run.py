@@ -4,7 +4,7 @@
 
 Per variant: `train.py --config configs/<preset>.py:<variant> --workdir <root>/<preset>_<variant>`
 (skipped when the workdir already holds the final checkpoint, resumed when it holds an earlier
-one), then on the run's evaluation batches: the float metric, the outlier metrics (`collect`) and
+one, refused when it holds a later one), then on the run's evaluation batches: the float metric, the outlier metrics (`collect`) and
 the three outlier kinds of the Systematic Outliers taxonomy (`outliers.kinds`: activation, weight
 and attention outliers) and the fake-quantized metric of every setting (`w8a8.SETTINGS`), each
 calibrated on `calib_subsets` disjoint subsets of training batches (mean +- std). Writes
@@ -159,7 +159,11 @@ def train_variant(opts: StudyOptions, variant: str, log=print, seed: int | None 
     _check_workdir_seed(workdir, seed)
   num_steps = int(config.train.num_steps)
   done = _latest_step(workdir)
-  if done is not None and done >= num_steps:
+  if done is not None and done > num_steps:  # reusing it would report a longer run as this one
+    raise ValueError(f"{workdir} holds a run trained to step {done}, beyond the {num_steps} steps "
+                     f"asked for; use the same --steps, another --workdir_root, or `horizon` to "
+                     f"measure its earlier checkpoints")
+  if done == num_steps:
     log(f"[{tag}] reusing {workdir} (step {done})")
     return workdir
   cmd = [sys.executable, opts.train_script,
