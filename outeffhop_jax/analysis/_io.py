@@ -1,5 +1,8 @@
-"""What the study, encoder-study and repair writers share: PNG saving and JSON of NumPy values."""
+"""What the experiment writers share: PNG saving, JSON of NumPy values, results.json + results.md."""
 from __future__ import annotations
+
+import json
+import os
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -20,3 +23,24 @@ def json_default(x):
   if isinstance(x, np.ndarray):
     return x.tolist()
   raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def write_json(path: str, obj) -> str:
+  """Writes obj as indented JSON (NumPy values as Python ones) via a temporary file and a rename,
+  so a reader, or a run killed mid-write, never sees a partial file; returns path."""
+  tmp = path + ".tmp"
+  try:
+    with open(tmp, "w") as f:
+      json.dump(obj, f, indent=1, default=json_default)
+  except BaseException:
+    os.remove(tmp)
+    raise
+  os.replace(tmp, path)
+  return path
+
+
+def write_results(out: str, results: dict, markdown: str) -> None:
+  """OUT/results.json (results) and OUT/results.md (markdown): every experiment's two reports."""
+  write_json(os.path.join(out, "results.json"), results)
+  with open(os.path.join(out, "results.md"), "w") as f:
+    f.write(markdown)

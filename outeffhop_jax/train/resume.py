@@ -6,8 +6,10 @@ built (the variant's normalizer / gate / clipped gamma, the vocabulary from the 
 Before a run on an existing workdir writes anything, `check_resume` compares the new record with
 the stored one. Fields that change the model, the variant, the data or the optimizer are refused
 (`ConfigChangeError`, listing each `field: old -> new`); run-length, cadence and layout fields
-(`MAY_CHANGE`) may change. `allow_change=True` accepts the change; the loop then appends it to
-workdir/config_changes.jsonl.
+(`MAY_CHANGE`) may change. `train.num_steps` may change only under a constant learning-rate
+schedule: a cosine or linear decay is laid out over num_steps, so a new run length would change the
+rate from the resumed step on (a cosine run extended from its end jumps from ~0 back to mid-peak).
+`allow_change=True` accepts the change; the loop then appends it to workdir/config_changes.jsonl.
 """
 from __future__ import annotations
 
@@ -94,9 +96,14 @@ def differences(old: dict, new: dict) -> list[tuple[str, object, object]]:
     for k, v in _flatten(old.get("model", {})).items():
       flat_old[f"model_config.{k}"] = v
       flat_new[f"model_config.{k}"] = new["model_config"].get(k, _UNSET)
+  # The decay of a cosine / linear schedule spans train.num_steps: there it is not a run length.
+  schedule_free = {flat_old.get("optimizer.schedule"), flat_new.get("optimizer.schedule")} \
+      == {"constant"}
   out = []
   for field in sorted(set(flat_old) | set(flat_new)):
-    if field in MAY_CHANGE or field.startswith(MAY_CHANGE_SECTIONS):
+    if field == "train.num_steps" and not schedule_free:
+      pass
+    elif field in MAY_CHANGE or field.startswith(MAY_CHANGE_SECTIONS):
       continue
     a, b = flat_old.get(field, _UNSET), flat_new.get(field, _UNSET)
     if a != b:
@@ -123,7 +130,9 @@ def check_resume(workdir: str, new: dict, *, allow_change: bool = False) -> list
         f"{workdir} holds a run with a different config; refusing to resume it (nothing was "
         f"written). Changed field(s), stored -> new:\n{lines}\n"
         f"Only run-length, cadence and layout fields may change on a resume "
-        f"({', '.join(sorted(MAY_CHANGE))}, mesh.*, distributed.*). Use a new --workdir, or "
+        f"({', '.join(sorted(MAY_CHANGE))}, mesh.*, distributed.*); train.num_steps only "
+        f"with optimizer.schedule='constant', since a cosine or linear decay spans it and a new "
+        f"length changes the learning rate from the resumed step on. Use a new --workdir, or "
         f"pass --allow_config_change (run(..., allow_config_change=True)) to continue this run "
         f"with the new values; the change is then recorded in {CHANGES_FILE}.")
   return diffs

@@ -152,6 +152,16 @@ def test_seed_options_are_checked_before_anything_trains(tmp_path):
     study.train_variant(opts, "vanilla", log=lambda _: None, seed=1)
 
 
+def test_a_run_longer_than_steps_is_not_reused_as_this_one(tmp_path):
+  """A workdir trained past --steps would be analysed at its last step under the shorter label."""
+  from outeffhop_jax.analysis.experiments.study import run as study
+
+  opts = study.StudyOptions(preset="opt_tiny", out=str(tmp_path / "o"), steps=300)
+  (tmp_path / "o" / "runs" / "opt_tiny_vanilla" / "checkpoints" / "400").mkdir(parents=True)
+  with pytest.raises(ValueError, match="trained to step 400, beyond the 300 steps"):
+    study.train_variant(opts, "vanilla", log=lambda _: None)
+
+
 def test_seed_stats_and_report_from_hand_values():
   """Three seeds of hand-written results: t-interval and paired difference against numbers
   computed here (t(0.975, 2) = 4.302653), and the * where the interval excludes 0."""

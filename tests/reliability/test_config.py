@@ -61,7 +61,8 @@ def _record(**model):
   cfg = OPTConfig.from_preset("tiny", **{**base, **model})
   c = ml_collections.ConfigDict({"family": "opt", "variant": "softmax1", "model": {},
                                  "train": {"num_steps": 4, "seed": 0},
-                                 "optimizer": {"learning_rate": 1e-3}, "mesh": {"data": -1}})
+                                 "optimizer": {"learning_rate": 1e-3, "schedule": "constant"},
+                                 "mesh": {"data": -1}})
   return c, cfg
 
 
@@ -70,7 +71,7 @@ def test_resume_differences_name_each_field_and_spare_cadence():
   old = resume.record(c, cfg)
   c2, cfg2 = _record(normalizer="softmax")
   c2.variant = "vanilla"
-  c2.train.num_steps = 100  # run length: may change
+  c2.train.num_steps = 100  # run length: may change (under a constant schedule)
   c2.mesh.data = 2  # layout: may change
   c2.optimizer.learning_rate = 2e-3
   diffs = resume.differences(old, resume.record(c2, cfg2))
@@ -81,3 +82,22 @@ def test_resume_differences_name_each_field_and_spare_cadence():
   legacy["model"] = {"normalizer": "softmax1", "d_model": 32}
   c3, cfg3 = _record(normalizer="softmax1", d_model=64)
   assert resume.differences(legacy, resume.record(c3, cfg3)) == [("model_config.d_model", 32, 64)]
+
+
+def test_num_steps_may_change_only_under_a_constant_schedule():
+  """A cosine or linear decay spans train.num_steps: a resume with another length would rate
+  every later step differently (checked here on the schedule itself), so it is a change."""
+  from outeffhop_jax.train import optimizer as optimizer_lib
+
+  for schedule in ("cosine", "linear", "constant"):
+    c, cfg = _record()
+    c.optimizer.schedule = schedule
+    old = resume.record(c, cfg)
+    c.train.num_steps = 100
+    diffs = resume.differences(old, resume.record(c, cfg))
+    opt = ml_collections.ConfigDict({"learning_rate": 1e-3, "warmup_steps": 1, "end_lr_ratio": 0.0,
+                                     "schedule": schedule})
+    rate_moves = (optimizer_lib.make_schedule(opt, 4)(3)
+                  != optimizer_lib.make_schedule(opt, 100)(3))
+    assert rate_moves == (schedule != "constant")
+    assert diffs == ([("train.num_steps", 4, 100)] if rate_moves else []), schedule

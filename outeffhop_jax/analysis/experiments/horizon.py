@@ -133,12 +133,8 @@ def run_horizon(opts: HorizonOptions, log=print) -> dict:
           f"{p['avg_kurtosis']:.2f}, max inf-norm {p['max_inf_norm']:.1f}, sink rate "
           f"{p['sink_rate']:.3f}, first-token mass {p['first_token_mass']:.3f} "
           f"({p['seconds']:.0f} s)")
-      with open(path + ".tmp", "w") as f:  # after each point: an interrupted trace resumes
-        json.dump(trace, f, indent=1, default=_io.json_default)
-      os.replace(path + ".tmp", path)
-  with open(path + ".tmp", "w") as f:
-    json.dump(trace, f, indent=1, default=_io.json_default)
-  os.replace(path + ".tmp", path)
+      _io.write_json(path, trace)  # after each point: an interrupted trace resumes
+  _io.write_json(path, trace)  # also when nothing new was measured (settings, a new workdir)
   with open(os.path.join(opts.out, "trace.md"), "w") as f:
     f.write(markdown(trace))
   if opts.plots:

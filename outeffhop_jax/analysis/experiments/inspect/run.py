@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from outeffhop_jax.analysis._io import json_default
+from outeffhop_jax.analysis._io import write_results
 from outeffhop_jax.analysis._format import grouped, mean_std
 
 # Presets this study answers to (the `study --preset` value) -> packaged checkpoint name.
@@ -110,10 +110,7 @@ def _write(results: dict, opts: EncoderStudyOptions):
     from outeffhop_jax.analysis.experiments.inspect import plots as encoder_plots
 
     results["plots"] = [os.path.basename(p) for p in encoder_plots.write_all(results, opts.out)]
-  with open(os.path.join(opts.out, "results.json"), "w") as f:
-    json.dump(results, f, indent=1, default=json_default)
-  with open(os.path.join(opts.out, "results.md"), "w") as f:
-    f.write(markdown(results))
+  write_results(opts.out, results, markdown(results))
 
 
 

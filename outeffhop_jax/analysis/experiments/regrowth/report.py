@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from outeffhop_jax.analysis import stats
-from outeffhop_jax.analysis._io import json_default, save_figure
+from outeffhop_jax.analysis._io import save_figure, write_results
 
 # (key in a trajectory point, label); "dim0_max_abs" is labelled with the dimension.
 METRICS = (("avg_kurtosis", "Avg kurtosis"), ("max_inf_norm", "Max inf-norm"),
@@ -261,8 +261,5 @@ def write(results: dict, out: str, *, plots: bool = True) -> list[str]:
       save_figure(plot_metric(results, key), os.path.join(out, name))
       files.append(name)
   results["files"] = files
-  with open(os.path.join(out, "results.json"), "w") as f:
-    json.dump(results, f, indent=1, default=json_default)
-  with open(os.path.join(out, "results.md"), "w") as f:
-    f.write(markdown(results))
+  write_results(out, results, markdown(results))
   return files

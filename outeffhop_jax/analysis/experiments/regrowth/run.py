@@ -41,6 +41,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from outeffhop_jax.analysis._io import json_default
 from outeffhop_jax.analysis.experiments.regrowth.loss import ContrastiveOptions, info_nce, \
     make_train_step
 from outeffhop_jax.analysis.experiments.regrowth import report
@@ -153,7 +154,7 @@ def save_params(model, folder: str, meta: dict):
   np.savez(tmp, **arrays)
   os.replace(tmp, os.path.join(folder, "params.npz"))
   with open(os.path.join(folder, "meta.json"), "w") as f:  # written last: marks the save complete
-    json.dump(meta, f, indent=1, default=_json_default)
+    json.dump(meta, f, indent=1, default=json_default)
 
 
 def load_params(model, folder: str):
@@ -178,10 +179,6 @@ def load_params(model, folder: str):
     return json.load(f)
 
 
-def _json_default(x):
-  from outeffhop_jax.analysis._io import json_default
-
-  return json_default(x)
 
 
 # ---------------------------------------------------------------- data and evaluation
@@ -348,7 +345,7 @@ def run_regrowth(opts: RegrowthOptions, log: Callable[[str], None] = print) -> d
     original = eval_point(ctx, ctx.teacher, 0, dim0, opts.contrastive)
     log(f"[regrowth] original: dominant dim {dim0}; " + _line("original", 0, original, 0))
     with open(os.path.join(opts.out, "original.json"), "w") as f:  # for a rerun's report
-      json.dump({"dim0": dim0, "point": original}, f, indent=1, default=_json_default)
+      json.dump({"dim0": dim0, "point": original}, f, indent=1, default=json_default)
     last_run = 0.0
     for arm in opts.arms:
       seeds = [k for a, k in todo if a == arm]
@@ -368,7 +365,7 @@ def run_regrowth(opts: RegrowthOptions, log: Callable[[str], None] = print) -> d
         r = run_seed(ctx, pairs, model, arm, k, step0, dim0, opts, log)
         r["dim0"] = dim0
         with open(seed_path(opts, arm, k), "w") as f:
-          json.dump(r, f, indent=1, default=_json_default)
+          json.dump(r, f, indent=1, default=json_default)
         log(f"[{arm} seed {k}] done: {r['steps_run']} steps, {r['seconds_per_step']:.2f} s/step, "
             f"{r['seconds_per_eval']:.1f} s/eval point, {r['run_seconds']:.0f} s")
         last_run = time.perf_counter() - t_run

@@ -6,12 +6,11 @@ The repair targets for each run, against the original model (the FP32 import):
 """
 from __future__ import annotations
 
-import json
 import os
 
 from matplotlib.figure import Figure
 
-from outeffhop_jax.analysis._io import json_default, save_figure
+from outeffhop_jax.analysis._io import save_figure, write_results
 from outeffhop_jax.analysis._format import grouped, mean_std
 
 KURTOSIS_RATIO, MIN_FIDELITY, MIN_W8A8_GAIN = 0.5, 0.98, 0.01
@@ -146,9 +145,6 @@ def write(results: dict, out: str, *, plots: bool = True) -> list[str]:
       path = os.path.join(out, f"curve_{name.replace(':', '_')}.png")
       files.append(os.path.basename(save_figure(curves({name: r}), path)))
   results["files"] = files
-  with open(os.path.join(out, "results.json"), "w") as f:
-    json.dump(results, f, indent=1, default=json_default)
-  with open(os.path.join(out, "results.md"), "w") as f:
-    f.write(markdown(results))
+  write_results(out, results, markdown(results))
   return files
 

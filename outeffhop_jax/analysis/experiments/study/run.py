@@ -4,7 +4,7 @@
 
 Per variant: `train.py --config configs/<preset>.py:<variant> --workdir <root>/<preset>_<variant>`
 (skipped when the workdir already holds the final checkpoint, resumed when it holds an earlier
-one), then on the run's evaluation batches: the float metric, the outlier metrics (`collect`) and
+one, refused when it holds a later one), then on the run's evaluation batches: the float metric, the outlier metrics (`collect`) and
 the three outlier kinds of the Systematic Outliers taxonomy (`outliers.kinds`: activation, weight
 and attention outliers) and the fake-quantized metric of every setting (`w8a8.SETTINGS`), each
 calibrated on `calib_subsets` disjoint subsets of training batches (mean +- std). Writes
@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from outeffhop_jax.analysis._io import json_default
+from outeffhop_jax.analysis import _io
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))))
@@ -159,7 +159,11 @@ def train_variant(opts: StudyOptions, variant: str, log=print, seed: int | None 
     _check_workdir_seed(workdir, seed)
   num_steps = int(config.train.num_steps)
   done = _latest_step(workdir)
-  if done is not None and done >= num_steps:
+  if done is not None and done > num_steps:  # reusing it would report a longer run as this one
+    raise ValueError(f"{workdir} holds a run trained to step {done}, beyond the {num_steps} steps "
+                     f"asked for; use the same --steps, another --workdir_root, or `horizon` to "
+                     f"measure its earlier checkpoints")
+  if done == num_steps:
     log(f"[{tag}] reusing {workdir} (step {done})")
     return workdir
   cmd = [sys.executable, opts.train_script,
@@ -267,17 +271,14 @@ def run_study(opts: StudyOptions, log=print) -> dict:
     study["seeds"] = list(range(opts.seeds))
     study["per_seed"] = per_seed
     study["seed_stats"] = seeds_lib.seed_stats(per_seed)
-  with open(os.path.join(opts.out, "results.json"), "w") as f:
-    json.dump(study, f, indent=1, default=json_default)
+  # The reports before the plots (a failing plot leaves them), results.json again with their names.
+  _io.write_results(opts.out, study, report.markdown(study))
   np.savez_compressed(os.path.join(opts.out, "attention_maps.npz"),
                       **{f"{v}/{n}": m for v, ms in all_maps.items() for n, m in ms.items()})
-  with open(os.path.join(opts.out, "results.md"), "w") as f:
-    f.write(report.markdown(study))
   if opts.plots:
     study["plots"] = plots.write_all(study, all_maps, opts.out)
   study["total_seconds"] = time.perf_counter() - t0
-  with open(os.path.join(opts.out, "results.json"), "w") as f:
-    json.dump(study, f, indent=1, default=json_default)
+  _io.write_json(os.path.join(opts.out, "results.json"), study)
   log(f"wrote {opts.out}/results.json, results.md and {len(study.get('plots', []))} plots "
       f"in {study['total_seconds']:.0f} s")
   return study
