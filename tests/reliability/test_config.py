@@ -8,6 +8,7 @@ import importlib.util
 import os
 
 import ml_collections
+import pytest
 
 from outeffhop_jax.models import OPTConfig
 from outeffhop_jax.train import pipelines
@@ -101,3 +102,28 @@ def test_num_steps_may_change_only_under_a_constant_schedule():
                   != optimizer_lib.make_schedule(opt, 100)(3))
     assert rate_moves == (schedule != "constant")
     assert diffs == ([("train.num_steps", 4, 100)] if rate_moves else []), schedule
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+  return out
+
+
+@pytest.mark.parametrize("name,base,changes", [
+    ("horizon_opt_cpu", "study_opt_cpu",
+     {"train.num_steps": 10_000, "train.log_every": 100, "train.eval_every": 1000,
+      "train.checkpoint_every": 1000, "train.keep_checkpoints": 0}),
+    ("sinks_opt_cpu", "opt_tiny",
+     {"data.seq_len": 128, "train.global_batch_size": 32, "train.num_steps": 6000,
+      "train.log_every": 100, "train.eval_every": 1000, "train.checkpoint_every": 500,
+      "train.keep_checkpoints": 0, "optimizer.warmup_steps": 200}),
+])
+def test_derived_presets_are_their_base_with_the_stated_changes(name, base, changes):
+  """The long-run presets load their base preset and change only what their docstring says."""
+  for variant in ("vanilla", "gated", "outgate"):
+    got = _flat(_preset(name, variant).to_dict())
+    want = _flat(_preset(base, variant).to_dict())
+    assert set(got) == set(want)
+    assert {k: got[k] for k in got if got[k] != want[k]} == changes
