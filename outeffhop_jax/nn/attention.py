@@ -19,6 +19,7 @@ from flax import nnx
 from outeffhop_jax import ops
 from outeffhop_jax.nn import _init
 from outeffhop_jax.ops import _checks
+from outeffhop_jax.ops.attention import scaled_scores, weighted_values
 from outeffhop_jax.nn.gates import HEAD_GATES, apply_gate, check_gate, make_gate
 from outeffhop_jax.nn.projections import HeadsIn, HeadsOut
 
@@ -229,14 +230,11 @@ class MultiHeadAttention(nnx.Module):
 
 
   def _hooked(self, x_BTD, q_BTNH, k_BSKH, v_BSKH, mask, causal, sinks_N, hooks, use_dropout):
-    """The "reference" forward (same math as `ops.attention_weights` and its P.V) with `hooks`."""
-    B, T, N, H = q_BTNH.shape
-    S, K = k_BSKH.shape[1], self.num_kv_heads
-    # The layout of `ops.attention` (heads-major operands), so both paths give the same bits.
-    q_BKGTH = jnp.transpose(q_BTNH.reshape(B, T, K, N // K, H), (0, 2, 3, 1, 4))
-    logits = jnp.einsum("bkgth,bksh->bkgts", q_BKGTH, jnp.transpose(k_BSKH, (0, 2, 1, 3)),
-                        preferred_element_type=jnp.float32)
-    s_BNTS = logits.reshape(B, N, T, S) * (1.0 / math.sqrt(H))
+    """The "reference" forward with `hooks` between its steps: the scores and P.V of
+    `ops.attention` (`scaled_scores`, `weighted_values`), so both paths give the same bits."""
+    _, T, N, H = q_BTNH.shape
+    S = k_BSKH.shape[1]
+    s_BNTS = scaled_scores(q_BTNH, k_BSKH, 1.0 / math.sqrt(H))
     valid = _valid_mask(mask, causal, T, S)
     if hooks.scores is not None:
       s_BNTS = hooks.scores(s_BNTS, where=valid)
@@ -249,10 +247,8 @@ class MultiHeadAttention(nnx.Module):
       self.sow(nnx.Intermediate, "attn_probs", p_BNTS)
     if use_dropout:
       p_BNTS = self.dropout(p_BNTS, deterministic=False)
-    v_BKSH = jnp.transpose(v_BSKH, (0, 2, 1, 3)).astype(jnp.float32)
-    ctx = jnp.transpose(jnp.einsum("bkgts,bksh->bkgth", p_BNTS.reshape(B, K, N // K, T, S), v_BKSH),
-                        (0, 3, 1, 2, 4))
-    ctx_BTNH = apply_gate(self.gate, x_BTD, ctx.reshape(B, T, N, H).astype(q_BTNH.dtype))
+    ctx = weighted_values(p_BNTS, v_BSKH)
+    ctx_BTNH = apply_gate(self.gate, x_BTD, ctx.astype(q_BTNH.dtype))
     if hooks.context is not None:
       ctx_BTNH = hooks.context(ctx_BTNH)
     if self.capture_intermediates:

@@ -157,18 +157,33 @@ def _deprecated_causal(causal, is_causal, fn):
   return bool(causal) or bool(is_causal)
 
 
-def _probs(query, key, norm, bias4, valid, sinks, scale):
-  """[B, N, T, S] float32 probabilities: norm(scale * q . k + bias, where=valid)."""
-  B, T, N, H = query.shape
-  S, K = key.shape[1], key.shape[2]
-  norm = _resolve_normalizer(norm, sinks, N)
+def scaled_scores(q_BTNH, k_BSKH, scale):
+  """[B, N, T, S] float32 scale * q . k for [B, T, N, H] queries and [B, S, K, H] keys (K divides
+  N: query head n reads key head n // (N / K)); the layout every reference path shares."""
+  B, T, N, H = q_BTNH.shape
+  S, K = k_BSKH.shape[1], k_BSKH.shape[2]
   # Heads-major operands, transposed once: [B, K, G, T, H] . [B, K, S, H] is a plain batched
   # matmul for XLA:CPU; contracting the [B, T, K, G, H] layout directly made it copy the
   # [B, N, T, S] scores and probabilities into the dot's layout (5 % of the OPT train step on CPU).
-  q_BKGTH = jnp.transpose(query.reshape(B, T, K, N // K, H), (0, 2, 3, 1, 4))
-  logits = jnp.einsum("bkgth,bksh->bkgts", q_BKGTH, jnp.transpose(key, (0, 2, 1, 3)),
+  q_BKGTH = jnp.transpose(q_BTNH.reshape(B, T, K, N // K, H), (0, 2, 3, 1, 4))
+  logits = jnp.einsum("bkgth,bksh->bkgts", q_BKGTH, jnp.transpose(k_BSKH, (0, 2, 1, 3)),
                       preferred_element_type=jnp.float32)
-  logits_BNTS = logits.reshape(B, N, T, S) * scale
+  return logits.reshape(B, N, T, S) * scale
+
+
+def weighted_values(p_BNTS, v_BSKH):
+  """[B, T, N, H] float32 sum_s p[b, n, t, s] v[b, s, n // (N / K), :]: the probabilities' P.V."""
+  B, N, T, S = p_BNTS.shape
+  K = v_BSKH.shape[2]
+  v_BKSH = jnp.transpose(v_BSKH, (0, 2, 1, 3)).astype(jnp.float32)
+  out = jnp.einsum("bkgts,bksh->bkgth", p_BNTS.reshape(B, K, N // K, T, S), v_BKSH)
+  return jnp.transpose(out, (0, 3, 1, 2, 4)).reshape(B, T, N, v_BSKH.shape[-1])
+
+
+def _probs(query, key, norm, bias4, valid, sinks, scale):
+  """[B, N, T, S] float32 probabilities: norm(scale * q . k + bias, where=valid)."""
+  norm = _resolve_normalizer(norm, sinks, query.shape[2])
+  logits_BNTS = scaled_scores(query, key, scale)
   if bias4 is not None:
     logits_BNTS = logits_BNTS + bias4.astype(jnp.float32)
   return norm(logits_BNTS, axis=-1, where=valid).astype(jnp.float32)
@@ -191,13 +206,8 @@ def attention_weights(query, key, bias=None, mask=None, *, normalizer="softmax1"
 
 
 def _reference_attention(query, key, value, norm, bias4, valid, sinks, scale):
-  B, T, N, H = query.shape
-  K = key.shape[2]
   p_BNTS = _probs(query, key, norm, bias4, valid, sinks, scale)
-  p_BKGTS = p_BNTS.reshape(B, K, N // K, T, -1)
-  v_BKSH = jnp.transpose(value, (0, 2, 1, 3)).astype(jnp.float32)
-  out = jnp.transpose(jnp.einsum("bkgts,bksh->bkgth", p_BKGTS, v_BKSH), (0, 3, 1, 2, 4))
-  return out.reshape(B, T, N, value.shape[-1]).astype(query.dtype)
+  return weighted_values(p_BNTS, value).astype(query.dtype)
 
 
 def _sinks_for(norm: Normalizer, sinks, N):
