@@ -10,20 +10,11 @@ Every 1,000-step checkpoint is kept, so the outlier metrics can be traced along 
   python -m outeffhop_jax.analysis study --preset horizon_opt_cpu \
       --variants vanilla,softmax1,gated,outgate --seeds 3 --out runs/horizon
 """
-import importlib.util
-import os
-
-
-def _study_opt_cpu():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "study_opt_cpu.py")
-  spec = importlib.util.spec_from_file_location("study_opt_cpu", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from outeffhop_jax.train import config_lib
 
 
 def get_config(arg=None):
-  c = _study_opt_cpu().get_config(arg)
+  c = config_lib.sibling_config(__file__, "study_opt_cpu", arg)
   c.train.num_steps = 10_000
   c.train.log_every = 100
   c.train.eval_every = 1000

@@ -10,20 +10,11 @@ attention on the first token. Measured (vanilla, seed 0): no sink head by 24.6 M
   python -m outeffhop_jax.analysis study --preset sinks_opt_cpu \
       --variants vanilla,softmax1,gated,outgate --seeds 3 --out runs/sinks
 """
-import importlib.util
-import os
-
-
-def _opt_tiny():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "opt_tiny.py")
-  spec = importlib.util.spec_from_file_location("opt_tiny", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from outeffhop_jax.train import config_lib
 
 
 def get_config(arg=None):
-  c = _opt_tiny().get_config(arg)
+  c = config_lib.sibling_config(__file__, "opt_tiny", arg)
   c.data.seq_len = 128
   c.train.global_batch_size = 32
   c.train.num_steps = 6000

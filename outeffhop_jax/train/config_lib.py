@@ -18,6 +18,9 @@ or `--config.data.seq_len=64` change them. A field set explicitly in `model` win
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -164,6 +167,16 @@ def parse_arg(arg: str | None, default_variant: str = "softmax1") -> str:
   """The ":variant" part of `--config configs/x.py:variant` (also accepts "variant=...")."""
   arg = (arg or default_variant).strip()
   return arg.split("=", 1)[1] if arg.startswith("variant=") else arg
+
+
+def sibling_config(preset_file: str, name: str, arg: str | None = None):
+  """get_config(arg) of <folder of preset_file>/<name>.py: a preset built on another one (the
+  configs folder is not a package, so it is loaded by path)."""
+  path = os.path.join(os.path.dirname(os.path.abspath(preset_file)), f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"_preset_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
 
 
 def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
