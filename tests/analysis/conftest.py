@@ -1,4 +1,5 @@
-"""One small study shared by the analysis tests: two OPT variants trained briefly by train.py."""
+"""Fixtures of the analysis tests: one small study shared by them (two OPT variants trained briefly by
+train.py), and a one-layer cut of the packaged MiniLM."""
 import json
 import os
 
@@ -46,8 +47,9 @@ def small_study(tmp_path_factory):
   with FileLock(str(shared / "shared_small_study.lock")):
     if not done.exists():
       lines = []
-      # Two of the four default W-settings: 8-bit and the most damaging; the rest is the same code.
-      argv = study_argv(out, root) + ["--settings", "W8A8,W6A6"]
+      # One of the four default W-settings: each setting is the same code at other bit widths
+      # (test_report.py renders several; inspect's test quantizes W8A8 and W4A8).
+      argv = study_argv(out, root) + ["--settings", "W8A8"]
       assert cli.main(argv, log=lines.append) == 0
       done.write_text(json.dumps(lines))
   return out, root, json.loads(done.read_text())
@@ -57,3 +59,28 @@ def small_study(tmp_path_factory):
 def vanilla_workdir(small_study):
   _, root, _ = small_study
   return os.path.join(root, "opt_tiny_vanilla")
+
+
+@pytest.fixture
+def one_layer_minilm(tmp_path, monkeypatch):
+  """The packaged all-MiniLM-L6-v2 cut to its first layer, patched in as the packaged checkpoint
+  for this test: the same code paths as the six-layer model at a sixth of the compile time.
+  Returns the folder."""
+  from safetensors.numpy import save_file
+
+  from outeffhop_jax.models import hf, packaged
+
+  minilm_path = packaged.checkpoint("all-MiniLM-L6-v2")
+  folder = tmp_path / "one_layer_minilm"
+  folder.mkdir()
+  with open(os.path.join(minilm_path, "config.json")) as f:
+    config = json.load(f)
+  config["num_hidden_layers"] = 1
+  (folder / "config.json").write_text(json.dumps(config))
+  state = {k: v for k, v in hf.read_safetensors(minilm_path).items()
+           if "encoder.layer." not in k or "encoder.layer.0." in k}
+  save_file(state, str(folder / "model.safetensors"))
+  with open(os.path.join(minilm_path, "tokenizer.json")) as src:
+    (folder / "tokenizer.json").write_text(src.read())
+  monkeypatch.setattr(packaged, "checkpoint", lambda name="all-MiniLM-L6-v2": str(folder))
+  return str(folder)

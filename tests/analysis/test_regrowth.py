@@ -1,7 +1,6 @@
 """Outlier regrowth: the InfoNCE loss, option checks, and a tiny resumable end-to-end run."""
 import json
 import math
-import os
 
 import jax.numpy as jnp
 import numpy as np
@@ -55,40 +54,15 @@ def test_bad_options_fail_before_compute(argv, message, tmp_path, monkeypatch):
   assert not out.exists()
 
 
-def _one_layer_checkpoint(folder, minilm_path):
-  """all-MiniLM-L6-v2 cut to its first layer: the same code paths, a sixth of the compile time."""
-  from safetensors.numpy import save_file
-
-  from outeffhop_jax.models import hf
-
-  os.makedirs(folder)
-  with open(os.path.join(minilm_path, "config.json")) as f:
-    config = json.load(f)
-  config["num_hidden_layers"] = 1
-  with open(os.path.join(folder, "config.json"), "w") as f:
-    json.dump(config, f)
-  state = {k: v for k, v in hf.read_safetensors(minilm_path).items()
-           if "encoder.layer." not in k or "encoder.layer.0." in k}
-  save_file(state, os.path.join(folder, "model.safetensors"))
-  with open(os.path.join(minilm_path, "tokenizer.json")) as src, \
-      open(os.path.join(folder, "tokenizer.json"), "w") as dst:
-    dst.write(src.read())
-  return str(folder)
-
-
 def _t_interval(x):
   x = np.asarray(x, np.float64)
   n = len(x)
   return x.mean(), scipy_stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / math.sqrt(n)
 
 
-def test_tiny_run_intervals_resume_and_refusal(tmp_path, monkeypatch):
-  from outeffhop_jax.models import packaged
-
+def test_tiny_run_intervals_resume_and_refusal(one_layer_minilm, tmp_path):
   # repair_steps 0: phase 1 still runs (repair's train_run, 0 steps), saves and reloads the
   # parameters; its training step is repair's, tested in test_repair.py.
-  tiny = _one_layer_checkpoint(tmp_path / "ckpt", packaged.checkpoint("all-MiniLM-L6-v2"))
-  monkeypatch.setattr(packaged, "checkpoint", lambda name="all-MiniLM-L6-v2": tiny)
   out = tmp_path / "rg"
   argv = ["regrowth", "--out", str(out), "--arms", "vanilla,softmax1", "--seeds", "2",
           "--steps", "2", "--eval_every", "2", "--repair_steps", "0", "--repair_batch_size", "2",

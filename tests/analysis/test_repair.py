@@ -99,7 +99,8 @@ def _max_ffn_output(model, ids, mask):
   return jnp.max(jnp.stack([jnp.abs(acts[f"layers.{i}.ffn_output"]).max() for i in range(6)]))
 
 
-def test_cli_end_to_end_with_a_tiny_budget(tmp_path):
+def test_cli_end_to_end_with_a_tiny_budget(one_layer_minilm, tmp_path):
+  # On the first layer of MiniLM: the same code paths (the six-layer model trains in the test above).
   out = tmp_path / "repair"
   lines = []
   argv = ["repair", "--out", str(out), "--runs", "penalty", "--steps", "2", "--eval_every", "1",

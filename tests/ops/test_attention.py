@@ -66,9 +66,9 @@ def test_fully_masked_rows_give_zero_output_and_finite_grads():
     for norm in ("softmax", "softmax1"):
       f = lambda q, k, v: oe.dot_product_attention(q, k, v, normalizer=norm, mask=jnp.asarray(mask),
                                                    implementation=impl, block_k=4)
-      out = f(q, k, v)
+      out = jax.jit(f)(q, k, v)
       np.testing.assert_array_equal(out[:, 2], 0.0)
-      grads = jax.grad(lambda *a: jnp.sum(f(*a) ** 2), argnums=(0, 1, 2))(q, k, v)
+      grads = jax.jit(jax.grad(lambda *a: jnp.sum(f(*a) ** 2), argnums=(0, 1, 2)))(q, k, v)
       assert all(np.isfinite(g).all() for g in grads)
 
 
@@ -100,12 +100,15 @@ def test_blockwise_matches_reference_values_and_gradients(B, T, S, N, K, H, caus
     return lambda q, k, v, s: jnp.sum(w * oe.dot_product_attention(
         q, k, v, mask=mask, is_causal=causal, sinks=s, implementation=impl, block_k=block_k))
 
-  ref = oe.dot_product_attention(q, k, v, mask=mask, is_causal=causal, sinks=sinks)
-  blk = oe.dot_product_attention(q, k, v, mask=mask, is_causal=causal, sinks=sinks,
-                                 implementation="blockwise", block_k=block_k)
+  # Jitted as a model runs them (op-by-op dispatch of the scan and its gradient compiles ~3x longer).
+  attend = jax.jit(lambda impl, *a: oe.dot_product_attention(
+      *a[:3], mask=mask, is_causal=causal, sinks=a[3], implementation=impl, block_k=block_k),
+      static_argnums=0)
+  ref = attend("reference", q, k, v, sinks)
+  blk = attend("blockwise", q, k, v, sinks)
   np.testing.assert_allclose(blk, ref, atol=2e-5)
-  g_ref = jax.grad(loss("reference"), argnums=(0, 1, 2, 3))(q, k, v, sinks)
-  g_blk = jax.grad(loss("blockwise"), argnums=(0, 1, 2, 3))(q, k, v, sinks)
+  g_ref = jax.jit(jax.grad(loss("reference"), argnums=(0, 1, 2, 3)))(q, k, v, sinks)
+  g_blk = jax.jit(jax.grad(loss("blockwise"), argnums=(0, 1, 2, 3)))(q, k, v, sinks)
   for name, a, b in zip("qkvs", g_blk, g_ref):
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4, err_msg=f"d{name}")
 
@@ -114,8 +117,8 @@ def test_blockwise_matches_reference_values_and_gradients(B, T, S, N, K, H, caus
 def test_blockwise_uses_the_normalizers_sink(normalizer):
   q, k, v = make_qkv(T=20, S=20)
   ref = oe.dot_product_attention(q, k, v, normalizer=normalizer, is_causal=True)
-  blk = oe.dot_product_attention(q, k, v, normalizer=normalizer, is_causal=True, implementation="blockwise",
-                                 block_k=6)
+  blk = jax.jit(lambda *a: oe.dot_product_attention(
+      *a, normalizer=normalizer, is_causal=True, implementation="blockwise", block_k=6))(q, k, v)
   np.testing.assert_allclose(blk, ref, atol=2e-5)
 
 
@@ -128,7 +131,8 @@ def test_sinks_zero_equals_softmax1_and_override_normalizer():
 
 def test_bf16_blockwise_close_to_f32_reference():
   q, k, v = make_qkv(T=64, S=64, dtype=jnp.bfloat16)
-  out = oe.dot_product_attention(q, k, v, is_causal=True, implementation="blockwise", block_k=16)
+  out = jax.jit(lambda *a: oe.dot_product_attention(
+      *a, is_causal=True, implementation="blockwise", block_k=16))(q, k, v)
   assert out.dtype == jnp.bfloat16
   ref = oe.dot_product_attention(*(a.astype(jnp.float32) for a in (q, k, v)), is_causal=True)
   np.testing.assert_allclose(np.asarray(out, np.float32), ref, atol=2e-2)

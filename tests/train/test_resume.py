@@ -69,17 +69,9 @@ def test_sigkill_and_resume_is_exact(tmp_path):
   step, want = _params(tmp_path / "straight")
   assert step == 20
 
-  # 1. Killed right after the checkpoint at step 10 is complete; resumed to 20.
-  killed = tmp_path / "killed"
-  _kill_when(str(killed), lambda names: 10 in _complete(names),
-             "--config.train.checkpoint_every=10")
-  _train(killed, "--config.train.checkpoint_every=10")
-  step, got = _params(killed)
-  assert step == 20
-  for a, b in zip(got, want):
-    np.testing.assert_array_equal(a, b)
-
-  # 2. Killed while a checkpoint (at step >= 6) is being written: orbax's temporary folder.
+  # Killed while a checkpoint (at step >= 6) is being written: orbax's temporary folder. The
+  # resume then starts from the last complete checkpoint before it, so this also covers a kill
+  # between checkpoints.
   torn = tmp_path / "torn"
   tmp_re = re.compile(r"^(\d+)\..*tmp")
 
@@ -103,9 +95,12 @@ def test_sigkill_and_resume_is_exact(tmp_path):
 
 def test_sigterm_checkpoints_and_exits(tmp_path):
   workdir = tmp_path / "preempted"
+  # Under JAX's default PRNG (tests/conftest.py switches the suite to the classic threefry).
+  env = dict(os.environ, JAX_THREEFRY_PARTITIONABLE="1")
   proc = subprocess.Popen(_cmd(workdir, "--config.train.checkpoint_every=1000",
                                "--config.train.num_steps=100000"),
-                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env)
   metrics = workdir / "metrics.jsonl"
   deadline = time.time() + 120
   while not (metrics.exists() and metrics.read_text().strip()) and time.time() < deadline:

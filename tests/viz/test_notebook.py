@@ -1,4 +1,5 @@
 """notebooks/energy_landscapes.ipynb runs top to bottom (small sizes) and shows its figures."""
+import os
 import pathlib
 
 import nbclient
@@ -10,6 +11,13 @@ NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "energy_l
 def test_notebook_executes(tmp_path, monkeypatch):
   monkeypatch.setenv("OUTEFFHOP_NB_SMALL", "1")  # the kernel inherits the environment
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  # The kernel runs in tmp_path (outside the checkout), so its install cell takes the "already
+  # installed" branch; this checkout first on its path makes that hold however the package is
+  # installed (a worker once saw find_spec miss the editable install; the cell's branches have
+  # their own test below).
+  root = str(NOTEBOOK.parents[1])
+  monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+      [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
   nb = nbformat.read(NOTEBOOK, as_version=4)
   nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
                           resources={"metadata": {"path": str(tmp_path)}}).execute()
