@@ -1,8 +1,8 @@
 """Test-wide setup: CPU unless a test asks otherwise, 8 fake host devices for the sharded paths, the
-classic (non-partitionable) threefry and XLA:CPU's legacy fusion emitters (both compile faster),
-and one persistent XLA compilation cache per test session.
+classic (non-partitionable) threefry (it compiles faster), and one persistent XLA compilation
+cache per test session.
 
-The first four must be set before JAX initialises, hence environment variables at import time.
+The first three must be set before JAX initialises, hence environment variables at import time.
 """
 import os
 
@@ -10,11 +10,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
   _flags += " --xla_force_host_platform_device_count=8"
-# XLA:CPU's legacy fusion emitters: the new ones compile a fifth slower (the attention and STanHop
-# tests: 83 -> 65 s) and run no faster on these sizes (the MiniLM tests: 103 vs 105 s). The
-# SIGTERM train.py test runs under XLA's default.
-if "xla_cpu_use_fusion_emitters" not in _flags:
-  _flags += " --xla_cpu_use_fusion_emitters=false"
 os.environ["XLA_FLAGS"] = _flags.strip()
 # Parallel test workers may each start a libtpu compile (the TPU ahead-of-time checks).
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")

@@ -32,8 +32,7 @@ _TINY = ["--config.model.d_model=32", "--config.model.num_layers=1", "--config.m
          "--config.train.progress_bar=False", "--config.train.tensorboard=False",
          "--config.optimizer.warmup_steps=1"]
 # Cheap compiles: these runs check bookkeeping, not speed (about 2x faster on CPU).
-_FAST_XLA = ("--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true "
-             "--xla_cpu_use_fusion_emitters=false")
+_FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 
 
 def _train(workdir, variant, *extra):
