@@ -13,8 +13,8 @@ if "xla_force_host_platform_device_count" not in _flags:
 os.environ["XLA_FLAGS"] = _flags.strip()
 # Parallel test workers may each start a libtpu compile (the TPU ahead-of-time checks).
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-# JAX's partitionable threefry (its default) compiles each new random draw 3-8x slower on XLA:CPU
-# (a (2, 9, 4, 8) normal: 1.3-3.3 s against 0.4 s); the tests draw hundreds of shapes (inputs,
+# JAX's partitionable threefry (its default) compiles a new random draw of rank >= 3 about 2.5-7x
+# slower on XLA:CPU (benchmarks/bench_threefry_compile.py); the tests draw hundreds of shapes (inputs,
 # eager model initialisers), so they use the classic threefry, which cuts a third off the ops
 # tests. Only the bits differ: no test compares against saved random values. Exported to the
 # train.py subprocesses too (runs compared with in-process ones draw the same bits); the SIGTERM
