@@ -11,7 +11,6 @@ overhead = bare rate / loop rate - 1 (target <= 5 %).
   JAX_PLATFORMS=cpu python benchmarks/bench_train_loop.py [--steps 40] [--presets opt_tiny,...]
 """
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -25,14 +24,11 @@ import jax  # noqa: E402
 
 from outeffhop_jax.train import pipelines  # noqa: E402
 from outeffhop_jax.train import load_metrics  # noqa: E402
-from outeffhop_jax.train import loop, setup as setup_lib  # noqa: E402
+from outeffhop_jax.train import config_lib, loop, setup as setup_lib  # noqa: E402
 
 
 def load_preset(name: str, variant: str):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return config_lib.config_from_file(os.path.join(REPO, "configs", f"{name}.py"), variant)
 
 
 def bare_rate(config, steps: int) -> float:

@@ -11,7 +11,6 @@ batch (2 x 64 tokens) to check the path on CPU in seconds.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -23,15 +22,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from outeffhop_jax.train import setup as setup_lib  # noqa: E402
+from outeffhop_jax.train import config_lib, setup as setup_lib  # noqa: E402
 
 
 def load_config(spec: str):
   path, _, variant = spec.partition(":")
-  mod_spec = importlib.util.spec_from_file_location("bench_config", path)
-  mod = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(mod)
-  return mod.get_config(variant or None)
+  return config_lib.config_from_file(path, variant or None)
 
 
 def main():

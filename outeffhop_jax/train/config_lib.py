@@ -169,14 +169,20 @@ def parse_arg(arg: str | None, default_variant: str = "softmax1") -> str:
   return arg.split("=", 1)[1] if arg.startswith("variant=") else arg
 
 
-def sibling_config(preset_file: str, name: str, arg: str | None = None):
-  """get_config(arg) of <folder of preset_file>/<name>.py: a preset built on another one (the
-  configs folder is not a package, so it is loaded by path)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(preset_file)), f"{name}.py")
+def config_from_file(path: str, arg: str | None = None):
+  """get_config(arg) of the preset file at `path`, loaded by path (the configs folder is not a
+  package)."""
+  name = os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(f"_preset_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+def sibling_config(preset_file: str, name: str, arg: str | None = None):
+  """get_config(arg) of <folder of preset_file>/<name>.py: a preset built on another one."""
+  return config_from_file(
+      os.path.join(os.path.dirname(os.path.abspath(preset_file)), f"{name}.py"), arg)
 
 
 def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -4,25 +4,20 @@ The overrides are applied the way `--config.variant=...` / `--config.data.seq_le
 on the ConfigDict that get_config returned. The expected values are written out by hand from the
 papers' rules (OPT clipped gamma = -12 / T), not taken from the code under test.
 """
-import importlib.util
 import os
 
 import ml_collections
 import pytest
 
 from outeffhop_jax.models import OPTConfig
-from outeffhop_jax.train import pipelines
+from outeffhop_jax.train import config_lib, pipelines
 from outeffhop_jax.train import resume
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _preset(name: str, variant: str):
-  spec = importlib.util.spec_from_file_location(f"_rel_cfg_{name}",
-                                                os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return config_lib.config_from_file(os.path.join(REPO, "configs", f"{name}.py"), variant)
 
 
 def _resolved(config):

@@ -1,5 +1,4 @@
 """Shared helpers for the training tests: very small configs of the real models."""
-import importlib.util
 import os
 
 import pytest
@@ -11,11 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def load_preset(name: str, variant: str = "softmax1"):
   """configs/<name>.py's get_config(variant), loaded by path (configs/ is not a package)."""
-  spec = importlib.util.spec_from_file_location(f"_cfg_{name}",
-                                                os.path.join(REPO, "configs", f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return config_lib.config_from_file(os.path.join(REPO, "configs", f"{name}.py"), variant)
 
 
 def small_config(family: str = "opt", variant: str = "softmax1", **train):

@@ -21,7 +21,6 @@ statistics (mean and 95 % t-interval per metric, paired difference to vanilla) u
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -31,6 +30,7 @@ import time
 import numpy as np
 
 from outeffhop_jax.analysis import _io
+from outeffhop_jax.train import config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))))
@@ -89,10 +89,7 @@ def load_config(opts: StudyOptions, variant: str, seed: int | None = None):
   path = os.path.join(opts.configs_dir, f"{opts.preset}.py")
   if not os.path.exists(path):
     raise FileNotFoundError(f"no preset {opts.preset!r}: {path} does not exist")
-  spec = importlib.util.spec_from_file_location(f"_study_cfg_{opts.preset}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(variant)
+  config = config_lib.config_from_file(path, variant)
   for key, value in _override_pairs(opts, seed):
     node = config
     *parents, leaf = key.split(".")
