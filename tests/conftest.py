@@ -9,16 +9,15 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
-  _flags += " --xla_force_host_platform_device_count=8"
-os.environ["XLA_FLAGS"] = _flags.strip()
+  os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 # Parallel test workers may each start a libtpu compile (the TPU ahead-of-time checks).
 os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
-# JAX's partitionable threefry (its default) compiles a new random draw of rank >= 3 about 2.5-7x
-# slower on XLA:CPU (benchmarks/bench_threefry_compile.py); the tests draw hundreds of shapes (inputs,
-# eager model initialisers), so they use the classic threefry, which cuts a third off the ops
-# tests. Only the bits differ: no test compares against saved random values. Exported to the
-# train.py subprocesses too (runs compared with in-process ones draw the same bits); the SIGTERM
-# test runs train.py under JAX's default.
+# JAX's partitionable threefry (its default) compiles a new random draw of rank >= 3 about
+# 2.5-7x slower on XLA:CPU (benchmarks/bench_threefry_compile.py); the tests draw hundreds of
+# shapes (inputs, eager model initialisers), so they use the classic threefry, which cuts a third
+# off the ops tests. Only the bits differ: no test compares against saved random values. Exported
+# to the train.py subprocesses too (runs compared with in-process ones draw the same bits); the
+# SIGTERM test runs train.py under JAX's default.
 os.environ.setdefault("JAX_THREEFRY_PARTITIONABLE", "0")
 
 

@@ -1,7 +1,8 @@
-"""Fixtures of the analysis tests: one small study shared by them (two OPT variants trained briefly by
-train.py), and a one-layer cut of the packaged MiniLM."""
+"""Fixtures of the analysis tests: one small study shared by them (two OPT variants trained briefly
+by train.py), and a one-layer cut of the packaged MiniLM."""
 import json
 import os
+import shutil
 
 import pytest
 
@@ -80,7 +81,6 @@ def one_layer_minilm(tmp_path, monkeypatch):
   state = {k: v for k, v in hf.read_safetensors(minilm_path).items()
            if "encoder.layer." not in k or "encoder.layer.0." in k}
   save_file(state, str(folder / "model.safetensors"))
-  with open(os.path.join(minilm_path, "tokenizer.json")) as src:
-    (folder / "tokenizer.json").write_text(src.read())
+  shutil.copyfile(os.path.join(minilm_path, "tokenizer.json"), folder / "tokenizer.json")
   monkeypatch.setattr(packaged, "checkpoint", lambda name="all-MiniLM-L6-v2": str(folder))
   return str(folder)

@@ -100,7 +100,7 @@ def _max_ffn_output(model, ids, mask):
 
 
 def test_cli_end_to_end_with_a_tiny_budget(one_layer_minilm, tmp_path):
-  # On the first layer of MiniLM: the same code paths (the six-layer model trains in the test above).
+  # On MiniLM's first layer: the same code paths (the six-layer model trains in the test above).
   out = tmp_path / "repair"
   lines = []
   argv = ["repair", "--out", str(out), "--runs", "penalty", "--steps", "2", "--eval_every", "1",

@@ -38,7 +38,7 @@ def test_quantizers_off_is_identical_and_16_bit_is_float(family, attn):
   off = w8a8.quantize_model(m, family, w8a8.QuantConfig(weight_bits=None, act_bits=None))
   np.testing.assert_array_equal(np.asarray(off(x)), ref)
   q16 = w8a8.calibrate(w8a8.quantize_model(m, family, w8a8.QuantConfig(16, 16)), [x])
-  # 16-bit steps are ~1.5e-5 of a range; through two blocks with LayerNorms the output moves by up
+  # 16-bit steps are ~1.5e-5 of a range; through two blocks with LayerNorms the output moves by
   # about 2e-3 of its largest entry (seen: 2.05e-3 for the ViT), while 8 bits move it 20x more.
   np.testing.assert_allclose(np.asarray(q16(x)), ref, atol=5e-3 * np.abs(ref).max())
   q8 = w8a8.calibrate(w8a8.quantize_model(m, family, w8a8.QuantConfig(8, 8)), [x])

@@ -100,9 +100,9 @@ def test_blockwise_matches_reference_values_and_gradients(B, T, S, N, K, H, caus
     return lambda q, k, v, s: jnp.sum(w * oe.dot_product_attention(
         q, k, v, mask=mask, is_causal=causal, sinks=s, implementation=impl, block_k=block_k))
 
-  # Jitted as a model runs them (op-by-op dispatch of the scan and its gradient compiles ~3x longer).
-  attend = jax.jit(lambda impl, *a: oe.dot_product_attention(
-      *a[:3], mask=mask, is_causal=causal, sinks=a[3], implementation=impl, block_k=block_k),
+  # Jitted as a model runs them (op by op, the scan and its gradient compile ~3x longer).
+  attend = jax.jit(lambda impl, q, k, v, s: oe.dot_product_attention(
+      q, k, v, mask=mask, is_causal=causal, sinks=s, implementation=impl, block_k=block_k),
       static_argnums=0)
   ref = attend("reference", q, k, v, sinks)
   blk = attend("blockwise", q, k, v, sinks)
