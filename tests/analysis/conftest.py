@@ -1,7 +1,9 @@
 """Fixtures of the analysis tests: one small study shared by them (two OPT variants trained briefly
 by train.py), and a one-layer cut of the packaged MiniLM."""
+import contextlib
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -23,6 +25,27 @@ def study_argv(out, root, variants="vanilla,softmax1"):
   for s in SMALL:
     argv += ["--set", s]
   return argv
+
+
+@contextlib.contextmanager
+def one_device_train_runs():
+  """train.py subprocesses started inside see one CPU device instead of the suite's 8 fake ones.
+
+  The studies here test analysis, not sharding (tests/train covers the sharded loop and its
+  resume); on 2 cores an 8-way split of a tiny model's step costs ~30 % more compile and step time.
+  """
+  old = os.environ.get("XLA_FLAGS", "")
+  os.environ["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\d+", "", old).strip()
+  try:
+    yield
+  finally:
+    os.environ["XLA_FLAGS"] = old
+
+
+@pytest.fixture(autouse=True)
+def _one_device_train_runs():
+  with one_device_train_runs():
+    yield
 
 
 @pytest.fixture(name="study_argv")
@@ -51,7 +74,8 @@ def small_study(tmp_path_factory):
       # One of the four default W-settings: each setting is the same code at other bit widths
       # (test_report.py renders several; inspect's test quantizes W8A8 and W4A8).
       argv = study_argv(out, root) + ["--settings", "W8A8"]
-      assert cli.main(argv, log=lines.append) == 0
+      with one_device_train_runs():
+        assert cli.main(argv, log=lines.append) == 0
       done.write_text(json.dumps(lines))
   return out, root, json.loads(done.read_text())
 

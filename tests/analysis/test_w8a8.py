@@ -56,8 +56,9 @@ def test_ranges_frozen_after_calibration():
   frozen = w8a8.ranges(q)
   assert len(frozen) == 2 * 14 + 2  # per layer 14 quantizers, plus the final LayerNorm's 2
   assert all(cal for _, _, cal in frozen.values())
+  forward = nnx.jit(lambda model, inputs: model(inputs))
   for inputs in (x2 * 0 + 7, x):  # quantize mode, jitted and eager: the ranges do not move
-    jax.block_until_ready(w8a8._jit_forward(q, inputs))
+    jax.block_until_ready(forward(q, inputs))
     jax.block_until_ready(q(inputs))
   assert w8a8.ranges(q) == frozen
   # Running min-max with momentum 0.9 over the two batches (checked on one quantizer).

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from outeffhop_jax.analysis.quant import passes
 from outeffhop_jax.analysis.quant.w8a8 import HEAD_MODULES
 
 # Module paths kept in float: the family's head and every gate (qwix matches module paths).
@@ -55,13 +56,6 @@ def _rules(family: str, bits: int):
           qwix.QtRule(module_path=rf"^(?!({skip})$)(?!.*gate).*$", additional_qt_config=lhs, **kw)]
 
 
-def _forward(model, inputs):
-  return model(inputs)
-
-
-_jit_forward = nnx.jit(_forward)
-
-
 class QwixW8A8:
   """A qwix-quantized copy of `model` whose static activation scales are (re)calibrated."""
 
@@ -74,9 +68,10 @@ class QwixW8A8:
 
   def calibrate(self, batches_inputs) -> nnx.Module:
     """Resets the statistics, averages them over `batches_inputs` (jitted), then freezes them."""
+    import qwix
+
     nnx.update(self.model, self._fresh)
     self.model.set_attributes(disable_quant_stats_update=False)
-    for inputs in batches_inputs:
-      _jit_forward(self.model, jnp.asarray(inputs))
+    passes.collect_stats(self.model, qwix.QuantStat, batches_inputs)
     self.model.set_attributes(disable_quant_stats_update=True)
     return self.model

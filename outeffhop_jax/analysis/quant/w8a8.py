@@ -26,6 +26,7 @@ import dataclasses
 import jax.numpy as jnp
 from flax import nnx
 
+from outeffhop_jax.analysis.quant import passes
 from outeffhop_jax.analysis.quant.quantizers import fake_quant, quantize_weight, update_range
 from outeffhop_jax.nn import MultiHeadAttention
 from outeffhop_jax.nn.attention import AttentionHooks
@@ -223,21 +224,10 @@ def ranges(model: nnx.Module) -> dict[str, tuple[float, float, bool]]:
           for p, m in quantizers(model)}
 
 
-def _forward(model, inputs):
-  return model(inputs)
-
-
-_jit_forward = nnx.jit(_forward)
-
-
 def calibrate(qmodel: nnx.Module, batches_inputs) -> nnx.Module:
   """Runs the calibration inputs through `qmodel` in "calibrate" mode (jitted), then freezes the
   ranges (mode "quantize"). Returns qmodel."""
   set_mode(qmodel, "calibrate")
-  n = 0
-  for inputs in batches_inputs:
-    _jit_forward(qmodel, jnp.asarray(inputs))
-    n += 1
-  if n == 0:
+  if passes.collect_stats(qmodel, QuantRange, batches_inputs) == 0:
     raise ValueError("calibrate: no calibration batches")
   return set_mode(qmodel, "quantize")
