@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from outeffhop_jax import models
-from outeffhop_jax.analysis.quant import w8a8
+from outeffhop_jax.analysis.quant import passes, w8a8
 from outeffhop_jax.nn import AttentionGate, capture
 
 KW = dict(d_model=32, num_layers=2, num_heads=4, d_ff=64)
@@ -52,7 +52,9 @@ def test_ranges_frozen_after_calibration():
   m, x = _model("opt")
   q = w8a8.quantize_model(m, "opt", w8a8.QuantConfig(8, 8))
   x2 = jax.random.randint(jax.random.key(2), x.shape, 0, 64)
+  compiled = passes._pass._cache_size()
   w8a8.calibrate(q, [x, x2])
+  assert passes._pass._cache_size() == compiled + 1  # both batches ran one program
   frozen = w8a8.ranges(q)
   assert len(frozen) == 2 * 14 + 2  # per layer 14 quantizers, plus the final LayerNorm's 2
   assert all(cal for _, _, cal in frozen.values())
