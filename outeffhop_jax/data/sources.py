@@ -1,6 +1,7 @@
 """Random-access record sources: the embedded corpus or a prepared tensorflow-datasets dataset.
 
-`config.data.dataset` names the source: "embedded" or "tfds:NAME" (e.g. "tfds:lm1b", "tfds:c4/en",
+`config.data.dataset` names the source: "embedded", "bigram_backcopy" (synthetic, text only;
+`synthetic.py`) or "tfds:NAME" (e.g. "tfds:lm1b", "tfds:c4/en",
 "tfds:imagenet2012", "tfds:cifar10"). tfds datasets must have been prepared beforehand with the
 array_record file format (`tfds build --file_format=array_record` or a builder's
 `download_and_prepare(file_format="array_record")`); `tfds.data_source` then reads them by index
@@ -12,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from outeffhop_jax.data import embedded
+from outeffhop_jax.data import embedded, synthetic
 
 
 class ArraySource:
@@ -47,10 +48,12 @@ def text_source(dataset: str, split: str, *, data_dir: str | None = None,
   """Records of one text split, each a str/bytes document."""
   if dataset == "embedded":
     return embedded.text_documents(split)
+  if dataset == "bigram_backcopy":
+    return synthetic.bigram_backcopy(split)
   name = tfds_name(dataset)
   if name is None:
     raise ValueError(f"config.data.dataset: unknown dataset {dataset!r} "
-                     "(expected 'embedded' or 'tfds:NAME')")
+                     "(expected 'embedded', 'bigram_backcopy' or 'tfds:NAME')")
   return _KeyedSource(_tfds_source(name, split, data_dir), text_key)
 
 

@@ -7,7 +7,7 @@ from outeffhop_jax import data, models
 from outeffhop_jax.train import config_lib, tasks
 from outeffhop_jax.train.family import Family, resolve
 
-TEXT_DATASETS = ("embedded", "tfds:")
+TEXT_DATASETS = ("embedded", "bigram_backcopy", "tfds:")
 
 
 def _resolver(config_cls):

@@ -114,6 +114,10 @@ def _flat(d, prefix=""):
      {"data.seq_len": 128, "train.global_batch_size": 32, "train.num_steps": 6000,
       "train.log_every": 100, "train.eval_every": 1000, "train.checkpoint_every": 500,
       "train.keep_checkpoints": 0, "optimizer.warmup_steps": 200}),
+    ("sinks_bb_cpu", "study_opt_cpu",
+     {"data.dataset": "bigram_backcopy", "model.num_layers": 2, "train.num_steps": 2000,
+      "train.log_every": 100, "train.eval_every": 1000, "train.checkpoint_every": 250,
+      "train.keep_checkpoints": 0}),
 ])
 def test_derived_presets_are_their_base_with_the_stated_changes(name, base, changes):
   """The long-run presets load their base preset and change only what their docstring says."""
